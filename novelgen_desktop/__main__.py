@@ -1,0 +1,3 @@
+from novelgen_desktop.cli.main import main
+
+raise SystemExit(main())

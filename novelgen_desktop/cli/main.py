@@ -1,0 +1,538 @@
+"""``novelgen``: the headless command line.
+
+Exit codes: 0 every task done; 1 the job ended with dead, refused or cancelled tasks (they are
+listed); 2 bad input or usage (nothing was started or changed); 3 the store could not be used;
+130 stopped by Ctrl-C (the job can be resumed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from novelgen_desktop import __version__
+from novelgen_desktop.cli.display import ProgressDisplay, format_duration
+from novelgen_desktop.engine.jobs import JobOptions, create_job
+from novelgen_desktop.engine.model import JobState, TaskState
+from novelgen_desktop.engine.recovery import open_store, reconcile_job
+from novelgen_desktop.engine.runner import JobRunner, RunSettings, RunSummary
+from novelgen_desktop.engine.scheduler import SchedulerPolicy
+from novelgen_desktop.engine.writer import WriterSettings
+from novelgen_desktop.errors import ConfigError, JobNotFoundError, NovelGenError, StoreError
+from novelgen_desktop.output.naming import DEFAULT_TEMPLATE, NamingTemplate
+from novelgen_desktop.paths import DataPaths, resolve_data_dir
+from novelgen_desktop.prompts import (
+    PromptImportError,
+    format_validation_report,
+    load_prompt_files,
+    require_prompts,
+)
+from novelgen_desktop.sim.worker import SimBehaviour, make_simulated_workers
+from novelgen_desktop.store.database import Store
+from novelgen_desktop.store.records import JobRecord
+
+EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_STORE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a rate between 0 and 1, got {text}")
+    return value
+
+
+def _add_worker_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("workers")
+    group.add_argument(
+        "--simulate",
+        action="store_true",
+        help="use simulated workers (real PNGs, no ChatGPT account needed)",
+    )
+    group.add_argument("--workers", type=_positive_int, help="number of workers (default 3)")
+    group.add_argument(
+        "--accounts",
+        type=_positive_int,
+        help="simulated accounts the workers are spread over (default: one each)",
+    )
+    sim = parser.add_argument_group("simulation (with --simulate)")
+    sim.add_argument(
+        "--sim-latency",
+        type=float,
+        metavar="SECONDS",
+        help="median seconds per image (default 1.5)",
+    )
+    sim.add_argument("--sim-latency-sigma", type=float, help="log-normal spread (default 0.5)")
+    sim.add_argument("--sim-failure-rate", type=_rate, help="transient failures per attempt")
+    sim.add_argument("--sim-refusal-rate", type=_rate, help="content refusals per attempt")
+    sim.add_argument("--sim-rate-limit-rate", type=_rate, help="rate limits per attempt")
+    sim.add_argument(
+        "--sim-rate-limit-reset",
+        type=float,
+        metavar="SECONDS",
+        help="announced rate-limit reset (default 30)",
+    )
+    sim.add_argument("--sim-invalid-image-rate", type=_rate, help="broken images per attempt")
+    sim.add_argument("--sim-crash-rate", type=_rate, help="worker crashes per attempt")
+    sim.add_argument("--sim-image-size", type=int, help="image width/height in pixels (256)")
+    sim.add_argument("--sim-seed", type=int, help="random seed of the simulation")
+    tuning = parser.add_argument_group("engine")
+    tuning.add_argument(
+        "--max-failures",
+        type=_positive_int,
+        help="failed attempts before a task is dead (default 5)",
+    )
+    tuning.add_argument(
+        "--lease-seconds", type=float, help="seconds a worker may hold a task (default 600)"
+    )
+    tuning.add_argument("--backoff-base", type=float, help="first retry delay ceiling (5 s)")
+    tuning.add_argument(
+        "--snapshot-every",
+        type=_positive_int,
+        help="completions between JSON snapshots (default 50)",
+    )
+    tuning.add_argument("--no-progress", action="store_true", help="no live progress output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="novelgen",
+        description="Turn a graphic-novel script into images, durably.",
+    )
+    parser.add_argument("--version", action="version", version=f"novelgen {__version__}")
+    parser.add_argument(
+        "--data-dir", help="state folder (default: platform data dir, or $NOVELGEN_DATA_DIR)"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="import prompt files and run a new job to the end")
+    run.add_argument("files", nargs="+", metavar="FILE")
+    run.add_argument("--out", help="output folder; images go to OUT/<job>/")
+    run.add_argument("--name", help="job name (default: first file's name)")
+    run.add_argument(
+        "--format", help="force the input format (text, csv, json, jsonl, markdown, fullscript)"
+    )
+    run.add_argument(
+        "--template",
+        default=DEFAULT_TEMPLATE,
+        help=f"file naming template (default {DEFAULT_TEMPLATE})",
+    )
+    _add_worker_options(run)
+
+    resume = commands.add_parser("resume", help="continue a job (default: the latest unfinished)")
+    resume.add_argument("job", nargs="?")
+    _add_worker_options(resume)
+
+    status = commands.add_parser("status", help="show a job's state (default: the latest)")
+    status.add_argument("job", nargs="?")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    commands.add_parser("jobs", help="list jobs")
+
+    retry = commands.add_parser("retry-dead", help="requeue a job's dead tasks")
+    retry.add_argument("job")
+    retry.add_argument(
+        "--include-refused",
+        action="store_true",
+        help="also requeue refused tasks (edit their prompts first)",
+    )
+
+    validate = commands.add_parser("validate", help="parse prompt files and report, run nothing")
+    validate.add_argument("files", nargs="+", metavar="FILE")
+    validate.add_argument("--format")
+
+    export = commands.add_parser("export", help="export a job's tasks as CSV or JSON")
+    export.add_argument("job")
+    export.add_argument("--format", choices=("csv", "json"), default="csv")
+    export.add_argument("--output", "-o", help="file to write (default: standard output)")
+    return parser
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _err(message: str) -> None:
+    print(f"novelgen: error: {message}", file=sys.stderr)
+
+
+def _open(paths: DataPaths) -> Store:
+    store, recovery = open_store(paths)
+    if recovery is not None:
+        print(f"novelgen: recovery: {recovery.describe()}", file=sys.stderr)
+    return store
+
+
+def _settings_from_args(args: argparse.Namespace, saved: dict[str, Any]) -> dict[str, Any]:
+    """Command-line options override what the job was started with."""
+    settings = dict(saved)
+    mapping = {
+        "workers": "workers",
+        "accounts": "accounts",
+        "sim_latency": "latency_median",
+        "sim_latency_sigma": "latency_sigma",
+        "sim_failure_rate": "failure_rate",
+        "sim_refusal_rate": "refusal_rate",
+        "sim_rate_limit_rate": "rate_limit_rate",
+        "sim_rate_limit_reset": "rate_limit_reset",
+        "sim_invalid_image_rate": "invalid_image_rate",
+        "sim_crash_rate": "crash_rate",
+        "sim_image_size": "image_size",
+        "sim_seed": "seed",
+        "max_failures": "max_failures",
+        "lease_seconds": "lease_seconds",
+        "backoff_base": "backoff_base",
+        "snapshot_every": "snapshot_every",
+    }
+    for option, key in mapping.items():
+        value = getattr(args, option, None)
+        if value is not None:
+            settings[key] = value
+    if getattr(args, "simulate", False):
+        settings["simulate"] = True
+    return settings
+
+
+def _behaviour(settings: dict[str, Any]) -> SimBehaviour:
+    fields = SimBehaviour.__dataclass_fields__
+    return SimBehaviour(**{k: v for k, v in settings.items() if k in fields})
+
+
+def _run_settings(settings: dict[str, Any]) -> RunSettings:
+    policy = SchedulerPolicy(
+        **{
+            k: settings[k]
+            for k in ("max_failures", "lease_seconds", "backoff_base")
+            if k in settings
+        }
+    )
+    writer = WriterSettings()
+    if "snapshot_every" in settings:
+        writer = replace(writer, snapshot_every=settings["snapshot_every"])
+    return RunSettings(policy=policy, writer=writer)
+
+
+async def _run_job(
+    paths: DataPaths, store: Store, job: JobRecord, settings: dict[str, Any], *, show: bool
+) -> RunSummary:
+    report = reconcile_job(store, job)
+    if report.changed:
+        print(f"novelgen: {job.id}: {report.describe()}", file=sys.stderr)
+    job = store.find_job(job.id)
+    tasks = store.load_tasks(job.id)
+    cooldowns = store.cooldowns(time.time())
+    if not settings.get("simulate"):
+        raise ConfigError(
+            "real ChatGPT workers connect through the browser extension and the hub, which "
+            "this build does not include yet; run with --simulate for simulated workers"
+        )
+    workers = make_simulated_workers(
+        int(settings.get("workers", 3)), _behaviour(settings), accounts=settings.get("accounts")
+    )
+    display = ProgressDisplay() if show else None
+    runner = JobRunner(
+        paths,
+        job,
+        tasks,
+        workers,
+        _run_settings(settings),
+        cooldowns=cooldowns,
+        on_progress=display.update if display else None,
+    )
+    loop = asyncio.get_running_loop()
+    interrupts = 0
+
+    def on_signal() -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts == 1:
+            print(
+                "\nnovelgen: stopping: finishing in-flight images (Ctrl-C again to stop now)",
+                file=sys.stderr,
+            )
+            runner.request_stop()
+        else:
+            runner.settings = replace(runner.settings, stop_grace=0.0)
+            runner.request_stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        if display is not None:
+            with display:
+                return await runner.run()
+        return await runner.run()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def _print_summary(store: Store, summary: RunSummary) -> int:
+    job = store.find_job(summary.job_id)
+    counts = store.count_by_state(job.id)
+    total = sum(counts.values())
+    print(f"job {job.id}: {job.state.value}", file=sys.stderr)
+    print(
+        f"  {counts[TaskState.DONE]}/{total} images done in {format_duration(summary.elapsed)}"
+        f" → {job.out_dir}",
+        file=sys.stderr,
+    )
+    if summary.duplicates_dropped:
+        print(f"  {summary.duplicates_dropped} duplicate result(s) dropped", file=sys.stderr)
+    bad = [
+        t
+        for t in store.load_tasks(job.id)
+        if t.state in (TaskState.DEAD, TaskState.REFUSED, TaskState.CANCELLED)
+    ]
+    for task in bad[:50]:
+        where = f" ({task.source})" if task.source else ""
+        print(
+            f"  {task.state.value}: task {task.seq}{where}: {task.last_error_kind}: "
+            f"{task.last_error}",
+            file=sys.stderr,
+        )
+    if len(bad) > 50:
+        print(f"  … and {len(bad) - 50} more", file=sys.stderr)
+    if summary.stopped_early:
+        print(f"  stopped; continue with: novelgen resume {job.id}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if job.state is JobState.FINISHED:
+        return EXIT_OK
+    if bad:
+        hint = "novelgen retry-dead " + job.id
+        print(f"  {len(bad)} task(s) not done; to retry dead ones: {hint}", file=sys.stderr)
+    return EXIT_INCOMPLETE
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace, paths: DataPaths) -> int:
+    result = load_prompt_files(args.files, format=args.format)
+    print(format_validation_report(result))
+    return EXIT_USAGE if result.errors or not result.specs else EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace, paths: DataPaths) -> int:
+    NamingTemplate(args.template)  # a bad template fails before anything is imported
+    specs = require_prompts(args.files, format=args.format)
+    settings = _settings_from_args(args, {})
+    _behaviour(settings)  # validate simulation settings before creating the job
+    if not settings.get("simulate"):
+        raise ConfigError(
+            "real ChatGPT workers connect through the browser extension and the hub, which "
+            "this build does not include yet; run with --simulate for simulated workers"
+        )
+    out_root = Path(args.out).expanduser() if args.out else paths.default_output_dir
+    name = args.name or Path(args.files[0]).stem
+    with _open(paths) as store:
+        job, tasks = create_job(
+            store,
+            paths,
+            specs,
+            JobOptions(
+                name=name,
+                out_root=out_root,
+                naming_template=args.template,
+                sources=tuple(str(Path(f).resolve()) for f in args.files),
+                settings=settings,
+            ),
+        )
+        print(
+            f"novelgen: job {job.id}: {len(tasks)} image(s) from {len(specs)} prompt(s) → "
+            f"{job.out_dir}",
+            file=sys.stderr,
+        )
+        summary = asyncio.run(_run_job(paths, store, job, settings, show=not args.no_progress))
+        return _print_summary(store, summary)
+
+
+def _job_or_latest(store: Store, ref: str | None, *, unfinished: bool) -> JobRecord:
+    if ref:
+        return store.find_job(ref)
+    job = store.latest_job(unfinished=unfinished)
+    if job is None:
+        what = "unfinished job" if unfinished else "job"
+        raise JobNotFoundError(f"there is no {what} to choose; name one (see: novelgen jobs)")
+    return job
+
+
+def cmd_resume(args: argparse.Namespace, paths: DataPaths) -> int:
+    with _open(paths) as store:
+        job = _job_or_latest(store, args.job, unfinished=True)
+        if job.state is JobState.CANCELLED:
+            raise ConfigError(f"job {job.id} was cancelled")
+        settings = _settings_from_args(args, job.settings)
+        _behaviour(settings)
+        print(f"novelgen: resuming {job.id}", file=sys.stderr)
+        summary = asyncio.run(_run_job(paths, store, job, settings, show=not args.no_progress))
+        return _print_summary(store, summary)
+
+
+def _status_dict(store: Store, job: JobRecord) -> dict[str, Any]:
+    counts = store.count_by_state(job.id)
+    total = sum(counts.values())
+    return {
+        "id": job.id,
+        "name": job.name,
+        "state": job.state.value,
+        "created_at": job.created_at,
+        "out_dir": job.out_dir,
+        "total": total,
+        "counts": {k.value: v for k, v in counts.items()},
+        "percent": round(100.0 * counts[TaskState.DONE] / total, 2) if total else 100.0,
+        "errors": [
+            {"kind": kind, "message": message, "count": count}
+            for kind, message, count in store.error_summary(job.id)
+        ],
+        "cooldowns": store.cooldowns(time.time()),
+    }
+
+
+def cmd_status(args: argparse.Namespace, paths: DataPaths) -> int:
+    with _open(paths) as store:
+        job = _job_or_latest(store, args.job, unfinished=False)
+        info = _status_dict(store, job)
+        if args.json:
+            print(json.dumps(info, indent=2))
+            return EXIT_OK
+        counts = info["counts"]
+        print(f"{job.id}  ({job.name})  {job.state.value}")
+        print(
+            f"  {counts['done']}/{info['total']} done ({info['percent']:.1f}%) · "
+            + " · ".join(f"{v} {k}" for k, v in counts.items() if v and k != "done")
+        )
+        print(f"  output: {job.out_dir}")
+        for error in info["errors"][:10]:
+            print(f"  {error['count']:>5} × {error['kind']}: {error['message']}")
+        for account, until in info["cooldowns"].items():
+            print(
+                f"  account {account} cooling down until "
+                f"{time.strftime('%H:%M:%S', time.localtime(until))}"
+            )
+        return EXIT_OK
+
+
+def cmd_jobs(args: argparse.Namespace, paths: DataPaths) -> int:
+    with _open(paths) as store:
+        jobs = store.list_jobs()
+        if not jobs:
+            print("no jobs yet; start one with: novelgen run FILE --simulate")
+        for job in jobs:
+            counts = store.count_by_state(job.id)
+            created = time.strftime("%Y-%m-%d %H:%M", time.localtime(job.created_at))
+            print(
+                f"{job.id:<44} {job.state.value:<10} {counts[TaskState.DONE]:>6}/"
+                f"{sum(counts.values()):<6} {created}  {job.name}"
+            )
+    return EXIT_OK
+
+
+def cmd_retry_dead(args: argparse.Namespace, paths: DataPaths) -> int:
+    with _open(paths) as store:
+        job = store.find_job(args.job)
+        count = store.retry_dead(job.id, include_refused=args.include_refused)
+        print(
+            f"requeued {count} task(s) of {job.id}"
+            + (f"; continue with: novelgen resume {job.id}" if count else "")
+        )
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace, paths: DataPaths) -> int:
+    columns = [
+        "seq",
+        "state",
+        "chapter",
+        "page",
+        "panel",
+        "variant",
+        "prompt",
+        "output_path",
+        "sha256",
+        "size",
+        "attempts",
+        "failures",
+        "last_error_kind",
+        "last_error",
+        "finished_at",
+        "worker_id",
+        "source",
+    ]
+    with _open(paths) as store:
+        job = store.find_job(args.job)
+        rows = [{c: asdict(t)[c] for c in columns} for t in store.iter_tasks(job.id)]
+    for row in rows:
+        row["state"] = str(row["state"])
+    handle = (
+        open(args.output, "w", newline="", encoding="utf-8")  # noqa: SIM115 - or stdout
+        if args.output
+        else sys.stdout
+    )
+    try:
+        if args.format == "json":
+            json.dump(
+                {"job": job.id, "name": job.name, "out_dir": job.out_dir, "tasks": rows},
+                handle,
+                ensure_ascii=False,
+                indent=1,
+            )
+            handle.write("\n")
+        else:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+    finally:
+        if handle is not sys.stdout:
+            handle.close()
+    return EXIT_OK
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "resume": cmd_resume,
+    "status": cmd_status,
+    "jobs": cmd_jobs,
+    "retry-dead": cmd_retry_dead,
+    "validate": cmd_validate,
+    "export": cmd_export,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        paths = resolve_data_dir(args.data_dir)
+        return COMMANDS[args.command](args, paths)
+    except PromptImportError as exc:
+        _err(f"the prompt files have errors; nothing was started:\n{exc}")
+        return EXIT_USAGE
+    except (ConfigError, JobNotFoundError) as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except StoreError as exc:
+        _err(str(exc))
+        return EXIT_STORE
+    except NovelGenError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED

@@ -1,0 +1,642 @@
+"""The thin asyncio driver around the scheduler: workers, files, durability, progress.
+
+It owns no policy. The scheduler decides; the runner carries decisions out in this order:
+lease → ask the worker → validate the image → write it atomically (thread pool) → tell the
+scheduler → queue the database/manifest records for the group-commit writer. Every
+non-terminal step can be interrupted by SIGKILL; resume (see :mod:`.recovery`) rebuilds
+whatever the next step would have recorded from what the previous step left on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from novelgen_desktop.engine.model import (
+    Assignment,
+    ErrorKind,
+    JobState,
+    TaskState,
+    WorkerFailure,
+    WorkerResult,
+)
+from novelgen_desktop.engine.progress import ProgressSnapshot, ProgressTracker
+from novelgen_desktop.engine.ratelimit import parse_reset_after
+from novelgen_desktop.engine.scheduler import (
+    FailureDecision,
+    Lease,
+    ResultVerdict,
+    Scheduler,
+    SchedulerPolicy,
+    TaskSlot,
+)
+from novelgen_desktop.engine.worker import Worker, WorkerCrashed
+from novelgen_desktop.engine.writer import DurableWriter, WriterSettings
+from novelgen_desktop.errors import OutputError
+from novelgen_desktop.output.imagecheck import ImageInfo, InvalidImageError, inspect_image
+from novelgen_desktop.output.writer import (
+    OutputExistsError,
+    WrittenFile,
+    sha256_file,
+    write_image_atomically,
+)
+from novelgen_desktop.paths import DataPaths
+from novelgen_desktop.store.manifest import MANIFEST_NAME
+from novelgen_desktop.store.records import (
+    AccountCooldown,
+    AttemptEnded,
+    AttemptStarted,
+    EventLogged,
+    JobRecord,
+    JobUpdated,
+    TaskCompleted,
+    TaskRecord,
+    TaskUpdated,
+    WorkerSeen,
+)
+
+ProgressCallback = Callable[["RunStatus"], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    policy: SchedulerPolicy = field(default_factory=SchedulerPolicy)
+    writer: WriterSettings = field(default_factory=WriterSettings)
+    file_threads: int = 4  # fsync is I/O-bound: a few threads overlap it
+    fsync_files: bool = True
+    reaper_interval: float = 0.5
+    stop_grace: float = 10.0  # on Ctrl-C, how long in-flight work may still finish
+    progress_interval: float = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class RunStatus:
+    job_id: str
+    progress: ProgressSnapshot
+    counts: dict[TaskState, int]
+    workers_busy: int
+    workers_total: int
+    paused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    job_id: str
+    state: JobState
+    counts: dict[TaskState, int]
+    elapsed: float
+    duplicates_dropped: int
+    stopped_early: bool
+
+
+def planned_relative(task: TaskRecord, info: ImageInfo) -> PurePosixPath:
+    """The planned path with the real image's extension (a JPEG result is saved as .jpg)."""
+    return PurePosixPath(task.planned_path).with_suffix(info.extension)
+
+
+def manifest_row(
+    job: JobRecord,
+    task: TaskRecord,
+    attempt: int,
+    written: WrittenFile,
+    info: ImageInfo,
+    *,
+    worker_id: str | None,
+    account_id: str | None,
+    finished_at: float,
+    conversation_url: str | None,
+    image_id: str | None,
+) -> dict[str, Any]:
+    return {
+        "job": job.id,
+        "task": task.id,
+        "seq": task.seq,
+        "attempt": attempt,
+        "chapter": task.chapter,
+        "page": task.page,
+        "panel": task.panel,
+        "variant": task.variant,
+        "file": written.relative,
+        "sha256": written.sha256,
+        "size": written.size,
+        "format": info.format,
+        "width": info.width,
+        "height": info.height,
+        "prompt": task.prompt,
+        "source": task.source,
+        "worker": worker_id,
+        "account": account_id,
+        "conversation_url": conversation_url,
+        "image_id": image_id,
+        "finished_at": finished_at,
+    }
+
+
+class JobRunner:
+    """Runs one job with a set of workers until every task is terminal or it is stopped."""
+
+    def __init__(
+        self,
+        paths: DataPaths,
+        job: JobRecord,
+        tasks: Sequence[TaskRecord],
+        workers: Sequence[Worker],
+        settings: RunSettings | None = None,
+        *,
+        cooldowns: dict[str, float] | None = None,
+        clock: Callable[[], float] = time.time,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        self.paths = paths
+        self.job = job
+        self.settings = settings or RunSettings()
+        self.clock = clock
+        self.on_progress = on_progress
+        self.workers = {w.worker_id: w for w in workers}
+        self.tasks = {t.id: t for t in tasks}
+        self.out_dir = Path(job.out_dir)
+        self.scheduler = Scheduler(self.settings.policy)
+        self.scheduler.load(
+            TaskSlot(
+                id=t.id,
+                seq=t.seq,
+                priority=t.priority,
+                state=t.state,
+                attempts=t.attempts,
+                failures=t.failures,
+                not_before=t.not_before,
+            )
+            for t in tasks
+        )
+        for account, until in (cooldowns or {}).items():
+            self.scheduler.set_cooldown(account, until)
+        counts = self.scheduler.counts()
+        self.progress = ProgressTracker(total=len(tasks), done=counts[TaskState.DONE])
+        self.progress.failed_terminal = (
+            counts[TaskState.DEAD] + counts[TaskState.REFUSED] + counts[TaskState.CANCELLED]
+        )
+        self.writer = DurableWriter(
+            paths.database,
+            job.id,
+            self.out_dir / MANIFEST_NAME,
+            paths.snapshots_dir(job.id),
+            self.settings.writer,
+            first_snapshot_seq=job.snapshot_seq,
+        )
+        self._files = concurrent.futures.ThreadPoolExecutor(
+            self.settings.file_threads, thread_name_prefix="files"
+        )
+        self._changed = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._stopping = False
+        self._busy: set[str] = set()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self.duplicates_dropped = 0
+        self.started_at = 0.0
+        self.first_dispatch_at: float | None = None
+
+    # --- control (from the CLI, signals, later the GUI and protocol clients) ---------------
+
+    def request_stop(self) -> None:
+        """Stop dispatching; in-flight work may finish within ``stop_grace``."""
+        self._stopping = True
+        self._notify()
+
+    def pause(self) -> None:
+        self.scheduler.pause()
+        self._event("info", "job_paused", "job paused")
+        self.writer.submit(JobUpdated(self.job.id, JobState.PAUSED))
+
+    def resume(self) -> None:
+        self.scheduler.resume()
+        self._event("info", "job_resumed", "job resumed")
+        self.writer.submit(JobUpdated(self.job.id, JobState.RUNNING))
+        self._notify()
+
+    def cancel(self) -> None:
+        now = self.clock()
+        for task_id in self.scheduler.cancel():
+            self.writer.submit(TaskUpdated(task_id, TaskState.CANCELLED, 0))
+            self.progress.record_terminal_failure()
+        self._event("warning", "job_cancelled", "job cancelled", ts=now)
+        self._notify()
+
+    # --- main loop ------------------------------------------------------------------------
+
+    async def run(self) -> RunSummary:
+        self.started_at = time.monotonic()
+        self.writer.start()
+        self.writer.submit(JobUpdated(self.job.id, JobState.RUNNING))
+        now = self.clock()
+        for worker in self.workers.values():
+            self.scheduler.add_worker(worker.worker_id, worker.account_id)
+            self.writer.submit(WorkerSeen(worker.worker_id, worker.account_id, worker.kind, now))
+        loops = [asyncio.create_task(self._worker_loop(w)) for w in self.workers.values()]
+        reaper = asyncio.create_task(self._reaper())
+        reporter = asyncio.create_task(self._reporter())
+        try:
+            if self.scheduler.is_finished():
+                self._finished.set()
+            await self._finished.wait()
+        finally:
+            await self._drain(loops)
+            reaper.cancel()
+            reporter.cancel()
+            for task in (reaper, reporter):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            state = self._final_state()
+            self.writer.submit(JobUpdated(self.job.id, state))
+            await self.writer.close(final_snapshot=True)
+            self._files.shutdown(wait=True)
+        self._report()
+        return RunSummary(
+            job_id=self.job.id,
+            state=state,
+            counts=self.scheduler.counts(),
+            elapsed=time.monotonic() - self.started_at,
+            duplicates_dropped=self.duplicates_dropped,
+            stopped_early=self._stopping and not self.scheduler.is_finished(),
+        )
+
+    def _final_state(self) -> JobState:
+        counts = self.scheduler.counts()
+        if self.scheduler.cancelled:
+            return JobState.CANCELLED
+        if counts[TaskState.QUEUED] or counts[TaskState.LEASED]:
+            return JobState.PAUSED if self.scheduler.paused else JobState.RUNNING
+        if counts[TaskState.DONE] == len(self.tasks):
+            return JobState.FINISHED
+        return JobState.INCOMPLETE
+
+    async def _drain(self, loops: list[asyncio.Task[None]]) -> None:
+        """Let in-flight attempts finish (bounded), then stop the worker loops."""
+        self._stopping = True
+        self._notify()
+        pending = [t for t in loops if not t.done()]
+        if pending:
+            _done, still = await asyncio.wait(pending, timeout=self.settings.stop_grace)
+            for task in still:
+                task.cancel()
+            for task in still:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        # Completions already accepted must reach the disk and the database.
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+
+    def _notify(self) -> None:
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    async def _wait_for_change(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
+
+    def _check_finished(self) -> None:
+        if self.scheduler.is_finished() or (self._stopping and not self._busy):
+            self._finished.set()
+
+    async def _worker_loop(self, worker: Worker) -> None:
+        while not self._stopping:
+            now = self.clock()
+            lease = self.scheduler.next_assignment(worker.worker_id, now)
+            if lease is None:
+                self._check_finished()
+                if self._finished.is_set():
+                    return
+                wake = self.scheduler.next_wakeup(now)
+                timeout = 1.0 if wake is None else max(0.01, min(1.0, wake - now))
+                await self._wait_for_change(timeout)
+                continue
+            if self.first_dispatch_at is None:
+                self.first_dispatch_at = time.monotonic()
+            await self._run_attempt(worker, lease)
+        self._check_finished()
+
+    async def _run_attempt(self, worker: Worker, lease: Lease) -> None:
+        task = self.tasks[lease.task_id]
+        self.writer.submit(
+            AttemptStarted(
+                lease.task_id,
+                lease.attempt,
+                worker.worker_id,
+                worker.account_id,
+                lease.started_at,
+                prompt_sent=task.prompt,
+            )
+        )
+        assignment = Assignment(
+            task_id=lease.task_id,
+            attempt=lease.attempt,
+            prompt=task.prompt,
+            deadline=lease.deadline,
+            metadata={"chapter": task.chapter, "page": task.page, "panel": task.panel},
+        )
+        self._busy.add(worker.worker_id)
+        try:
+            try:
+                outcome = await worker.execute(assignment)
+            except WorkerCrashed as exc:
+                self._event(
+                    "warning",
+                    "worker_crashed",
+                    f"worker crashed: {exc}",
+                    worker_id=worker.worker_id,
+                    task_id=lease.task_id,
+                )
+                self._handle_failure(
+                    worker,
+                    WorkerFailure(lease.task_id, lease.attempt, ErrorKind.WORKER_LOST, str(exc)),
+                )
+                if not await worker.restart():
+                    for decision in self.scheduler.remove_worker(worker.worker_id, self.clock()):
+                        self._persist_failure(decision, ErrorKind.WORKER_LOST, "worker gone")
+                    self._stopping_worker(worker)
+                return
+            if isinstance(outcome, WorkerResult):
+                completion = asyncio.ensure_future(
+                    self._handle_result(worker, outcome, lease.started_at)
+                )
+                self._in_flight.add(completion)
+                completion.add_done_callback(self._in_flight.discard)
+                await completion
+            else:
+                self._handle_failure(worker, outcome)
+        finally:
+            self._busy.discard(worker.worker_id)
+            self._notify()
+            self._check_finished()
+
+    def _stopping_worker(self, worker: Worker) -> None:
+        self.workers.pop(worker.worker_id, None)
+        if not self.workers:
+            self._event("error", "no_workers", "every worker is gone; stopping")
+            self.request_stop()
+
+    # --- results --------------------------------------------------------------------------
+
+    async def _handle_result(self, worker: Worker, result: WorkerResult, started: float) -> None:
+        now = self.clock()
+        decision = self.scheduler.offer_result(result.task_id, result.attempt)
+        if decision.verdict is not ResultVerdict.ACCEPT:
+            self.duplicates_dropped += 1
+            if decision.verdict is ResultVerdict.DUPLICATE:
+                self.writer.submit(
+                    AttemptEnded(
+                        result.task_id,
+                        result.attempt,
+                        now,
+                        "duplicate",
+                        conversation_url=result.conversation_url,
+                        image_id=result.image_id,
+                    )
+                )
+            self._event(
+                "warning",
+                "duplicate_result",
+                f"{decision.verdict.value} result for task {result.task_id} "
+                f"attempt {result.attempt} dropped",
+                worker_id=worker.worker_id,
+                task_id=result.task_id,
+            )
+            return
+        for superseded in decision.superseded:
+            self.writer.submit(
+                AttemptEnded(superseded.task_id, superseded.attempt, now, "superseded")
+            )
+        task = self.tasks[result.task_id]
+        try:
+            info = inspect_image(result.image)
+        except InvalidImageError as exc:
+            failed = self.scheduler.abort_result(
+                result.task_id, result.attempt, ErrorKind.INVALID_IMAGE, now
+            )
+            self._persist_failure(failed, ErrorKind.INVALID_IMAGE, str(exc), worker=worker)
+            self.progress.record_failure(worker.worker_id, now)
+            return
+        relative = planned_relative(task, info)
+        loop = asyncio.get_running_loop()
+        try:
+            written = await loop.run_in_executor(self._files, self._write_file, relative, result)
+        except OutputError as exc:
+            failed = self.scheduler.abort_result(
+                result.task_id, result.attempt, ErrorKind.OUTPUT_ERROR, now
+            )
+            self._persist_failure(failed, ErrorKind.OUTPUT_ERROR, str(exc), worker=worker)
+            self._event("error", "output_error", str(exc), task_id=task.id)
+            return
+        finished = self.clock()
+        self.scheduler.confirm_done(result.task_id, result.attempt)
+        row = manifest_row(
+            self.job,
+            task,
+            result.attempt,
+            written,
+            info,
+            worker_id=worker.worker_id,
+            account_id=worker.account_id,
+            finished_at=finished,
+            conversation_url=result.conversation_url,
+            image_id=result.image_id,
+        )
+        self.writer.submit(
+            AttemptEnded(
+                result.task_id,
+                result.attempt,
+                finished,
+                "done",
+                conversation_url=result.conversation_url,
+                image_id=result.image_id,
+            ),
+            TaskCompleted(
+                result.task_id,
+                result.attempt,
+                written.relative,
+                written.sha256,
+                written.size,
+                finished,
+                worker.worker_id,
+                row,
+            ),
+        )
+        task.state = TaskState.DONE
+        self.progress.record_done(worker.worker_id, finished - started, finished)
+
+    def _write_file(self, relative: PurePosixPath, result: WorkerResult) -> WrittenFile:
+        """Write once. A file already at the planned path can only come from this task
+        (paths are unique per job): keep it if it is a valid image, never write a second."""
+        try:
+            return write_image_atomically(
+                self.out_dir, relative, result.image, fsync=self.settings.fsync_files
+            )
+        except OutputExistsError:
+            target = self.out_dir / relative
+            try:
+                existing = target.read_bytes()
+                inspect_image(existing)
+            except (OSError, InvalidImageError):
+                return write_image_atomically(
+                    self.out_dir,
+                    relative,
+                    result.image,
+                    fsync=self.settings.fsync_files,
+                    overwrite=True,
+                )
+            return WrittenFile(
+                path=target,
+                relative=relative.as_posix(),
+                sha256=sha256_file(target),
+                size=len(existing),
+            )
+
+    # --- failures -------------------------------------------------------------------------
+
+    def _handle_failure(self, worker: Worker, failure: WorkerFailure) -> None:
+        now = self.clock()
+        retry_after = failure.retry_after
+        if failure.kind is ErrorKind.RATE_LIMITED and retry_after is None:
+            retry_after = parse_reset_after(failure.message)
+        decision = self.scheduler.report_failure(
+            failure.task_id, failure.attempt, failure.kind, now, retry_after
+        )
+        self.progress.record_failure(
+            worker.worker_id, now, rate_limited=failure.kind is ErrorKind.RATE_LIMITED
+        )
+        if decision is None:
+            self._event(
+                "warning",
+                "unknown_attempt",
+                f"failure for unknown task {failure.task_id} attempt {failure.attempt}",
+                worker_id=worker.worker_id,
+            )
+            return
+        self._persist_failure(
+            decision,
+            failure.kind,
+            failure.message,
+            worker=worker,
+            conversation_url=failure.conversation_url,
+        )
+
+    def _persist_failure(
+        self,
+        decision: FailureDecision,
+        kind: ErrorKind,
+        message: str,
+        *,
+        worker: Worker | None = None,
+        conversation_url: str | None = None,
+    ) -> None:
+        now = self.clock()
+        outcome = "rate_limited" if kind is ErrorKind.RATE_LIMITED else "failed"
+        if kind is ErrorKind.REFUSED:
+            outcome = "refused"
+        self.writer.submit(
+            AttemptEnded(
+                decision.task_id,
+                decision.attempt,
+                now,
+                outcome,
+                kind,
+                message,
+                conversation_url=conversation_url,
+            )
+        )
+        if decision.stale:
+            return
+        self.writer.submit(
+            TaskUpdated(
+                decision.task_id,
+                decision.state,
+                decision.failures,
+                decision.not_before,
+                kind,
+                message,
+            )
+        )
+        self.tasks[decision.task_id].state = decision.state
+        worker_id = worker.worker_id if worker else None
+        if decision.cooldown is not None:
+            account, until = decision.cooldown
+            self.writer.submit(AccountCooldown(account, until, message[:200] or None))
+            self._event(
+                "warning",
+                "rate_limited",
+                f"account {account} rate-limited for {until - now:.0f} s: {message}",
+                worker_id=worker_id,
+                task_id=decision.task_id,
+                data={"account": account, "until": until},
+            )
+        if decision.state in (TaskState.DEAD, TaskState.REFUSED, TaskState.CANCELLED):
+            self.progress.record_terminal_failure()
+            level = "error" if decision.state is not TaskState.CANCELLED else "info"
+            self._event(
+                level,
+                f"task_{decision.state.value}",
+                f"task {decision.task_id} {decision.state.value} after "
+                f"{decision.failures} failure(s): {kind.value}: {message}",
+                worker_id=worker_id,
+                task_id=decision.task_id,
+            )
+
+    # --- background -----------------------------------------------------------------------
+
+    async def _reaper(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reaper_interval)
+            for decision in self.scheduler.expire_leases(self.clock()):
+                self._persist_failure(decision, ErrorKind.LEASE_EXPIRED, "lease expired")
+                self._notify()
+
+    async def _reporter(self) -> None:
+        while True:
+            self._report()
+            await asyncio.sleep(self.settings.progress_interval)
+
+    def status(self) -> RunStatus:
+        now = self.clock()
+        return RunStatus(
+            job_id=self.job.id,
+            progress=self.progress.snapshot(
+                now, cooling_until=self.scheduler.earliest_cooldown_end(now)
+            ),
+            counts=self.scheduler.counts(),
+            workers_busy=len(self._busy),
+            workers_total=len(self.workers),
+            paused=self.scheduler.paused,
+        )
+
+    def _report(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.status())
+
+    def _event(
+        self,
+        level: str,
+        kind: str,
+        message: str,
+        *,
+        worker_id: str | None = None,
+        task_id: int | None = None,
+        data: dict[str, Any] | None = None,
+        ts: float | None = None,
+    ) -> None:
+        self.writer.submit(
+            EventLogged(
+                ts=ts if ts is not None else self.clock(),
+                level=level,
+                kind=kind,
+                message=message,
+                job_id=self.job.id,
+                worker_id=worker_id,
+                task_id=task_id,
+                data=data,
+            )
+        )

@@ -1,0 +1,414 @@
+"""The job scheduler as a state machine with no I/O and no clock of its own.
+
+Every method takes ``now`` (wall-clock seconds) and returns what happened; the asyncio driver
+turns those results into database writes, files and messages. Keeping time and I/O outside
+makes every rule here — priorities, leases, backoff, cooldowns, idempotent results — testable
+with plain function calls and synthetic clocks.
+
+Rules:
+- Dispatch order: highest ``priority`` first, then script order (``seq``).
+- A worker holds at most ``capacity`` leases; a lease has a deadline; an expired lease goes
+  back to the queue and counts as a failure of the task (a prompt that hangs every worker
+  must end up dead, not loop forever).
+- Failures back off with capped full jitter: ``uniform(0, min(cap, base * 2**(n-1)))``.
+- After ``max_failures`` failures a task is ``dead`` (retryable by hand). A refusal (content
+  policy) is terminal at once: retrying costs money and will be refused again.
+- A rate limit is not a failure: the account cools down until its reset time and the task
+  goes straight back to the queue for another account.
+- Results are idempotent by (task, attempt): the first result of any attempt that was really
+  issued wins, even after its lease expired (the image was paid for); every later result for
+  that task is a duplicate and must not produce a file or a second ``done``.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from novelgen_desktop.engine.model import ErrorKind, TaskState
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerPolicy:
+    lease_seconds: float = 600.0
+    max_failures: int = 5
+    backoff_base: float = 5.0
+    backoff_cap: float = 300.0
+    default_cooldown: float = 900.0  # when a rate limit names no reset time
+    worker_capacity: int = 1
+
+
+@dataclass(slots=True)
+class TaskSlot:
+    """The scheduler's view of one task: only what dispatch decisions need."""
+
+    id: int
+    seq: int
+    priority: int = 0
+    state: TaskState = TaskState.QUEUED
+    attempts: int = 0
+    failures: int = 0
+    not_before: float = 0.0
+    cancel_requested: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    task_id: int
+    attempt: int
+    worker_id: str
+    account_id: str
+    started_at: float
+    deadline: float
+
+
+@dataclass(slots=True)
+class WorkerSlot:
+    worker_id: str
+    account_id: str
+    leases: set[int] = field(default_factory=set)
+    blocked_reason: str | None = None  # e.g. login required: no work until it reports ready
+
+
+class ResultVerdict(enum.Enum):
+    ACCEPT = "accept"  # write the image, then call confirm_done
+    DUPLICATE = "duplicate"  # the task is done or already completing: drop the bytes
+    UNKNOWN = "unknown"  # no such task or attempt was never issued: a confused peer
+
+
+@dataclass(frozen=True, slots=True)
+class ResultDecision:
+    verdict: ResultVerdict
+    # Leases of other attempts of the same task that are now pointless: tell their workers.
+    superseded: tuple[Lease, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FailureDecision:
+    """What became of a task after a failed attempt."""
+
+    task_id: int
+    attempt: int
+    state: TaskState
+    failures: int
+    not_before: float
+    counted: bool  # False for rate limits, stale reports and engine restarts
+    cooldown: tuple[str, float] | None = None  # (account, until) when a rate limit started one
+    stale: bool = False  # the attempt no longer held the lease: only its record changes
+
+
+class Scheduler:
+    """Queue, leases, retries and cooldowns for one job."""
+
+    def __init__(self, policy: SchedulerPolicy | None = None, *, rng: random.Random | None = None):
+        self.policy = policy or SchedulerPolicy()
+        self._rng = rng or random.Random()
+        self.tasks: dict[int, TaskSlot] = {}
+        self.workers: dict[str, WorkerSlot] = {}
+        self.cooldowns: dict[str, float] = {}
+        self.leases: dict[int, Lease] = {}
+        self._completing: dict[int, int] = {}  # task -> attempt whose image is being written
+        self._ready: list[tuple[int, int, int]] = []  # (-priority, seq, task id)
+        self._delayed: list[tuple[float, int]] = []  # (not_before, task id)
+        self.paused = False
+        self.cancelled = False
+        self._counts: dict[TaskState, int] = dict.fromkeys(TaskState, 0)
+
+    def _set_state(self, slot: TaskSlot, state: TaskState) -> None:
+        self._counts[slot.state] -= 1
+        self._counts[state] += 1
+        slot.state = state
+
+    # --- loading --------------------------------------------------------------------------
+
+    def load(self, slots: Iterable[TaskSlot]) -> None:
+        for slot in slots:
+            if slot.state is TaskState.LEASED:  # a lease cannot outlive the process that held it
+                self._set_state(slot, TaskState.QUEUED)
+            self.tasks[slot.id] = slot
+            if slot.state is TaskState.QUEUED:
+                self._enqueue(slot)
+
+    def _enqueue(self, slot: TaskSlot) -> None:
+        if slot.not_before > 0:
+            heapq.heappush(self._delayed, (slot.not_before, slot.id))
+        else:
+            heapq.heappush(self._ready, (-slot.priority, slot.seq, slot.id))
+
+    def _promote_due(self, now: float) -> None:
+        while self._delayed and self._delayed[0][0] <= now:
+            not_before, task_id = heapq.heappop(self._delayed)
+            slot = self.tasks.get(task_id)
+            if slot and slot.state is TaskState.QUEUED and slot.not_before == not_before:
+                slot.not_before = 0.0
+                heapq.heappush(self._ready, (-slot.priority, slot.seq, slot.id))
+
+    # --- workers and accounts -------------------------------------------------------------
+
+    def add_worker(self, worker_id: str, account_id: str) -> None:
+        existing = self.workers.get(worker_id)
+        if existing is not None:
+            existing.account_id = account_id
+            existing.blocked_reason = None
+            return
+        self.workers[worker_id] = WorkerSlot(worker_id, account_id)
+
+    def block_worker(self, worker_id: str, reason: str | None) -> None:
+        """Stop (reason) or restart (None) dispatch to one worker, e.g. while it needs a login."""
+        if worker_id in self.workers:
+            self.workers[worker_id].blocked_reason = reason
+
+    def remove_worker(self, worker_id: str, now: float) -> list[FailureDecision]:
+        """The worker is gone for good: its leases go back to the queue.
+
+        A vanished worker is counted against the task (a prompt that crashes every tab must
+        not loop forever), but gently: it is one failure among ``max_failures``.
+        """
+        worker = self.workers.pop(worker_id, None)
+        if worker is None:
+            return []
+        decisions = []
+        for task_id in sorted(worker.leases):
+            lease = self.leases.get(task_id)
+            if lease is not None and lease.worker_id == worker_id:
+                decisions.append(self._fail(lease, ErrorKind.WORKER_LOST, now, None))
+        return decisions
+
+    def set_cooldown(self, account_id: str, until: float) -> None:
+        if until > self.cooldowns.get(account_id, 0.0):
+            self.cooldowns[account_id] = until
+
+    def account_available(self, account_id: str, now: float) -> bool:
+        return self.cooldowns.get(account_id, 0.0) <= now
+
+    # --- dispatch -------------------------------------------------------------------------
+
+    def next_assignment(self, worker_id: str, now: float) -> Lease | None:
+        """Lease the most urgent ready task to ``worker_id``, or None if it should wait."""
+        worker = self.workers.get(worker_id)
+        if worker is None or self.paused or self.cancelled or worker.blocked_reason:
+            return None
+        if len(worker.leases) >= self.policy.worker_capacity:
+            return None
+        if not self.account_available(worker.account_id, now):
+            return None
+        self._promote_due(now)
+        while self._ready:
+            _prio, _seq, task_id = heapq.heappop(self._ready)
+            slot = self.tasks[task_id]
+            if slot.state is not TaskState.QUEUED or slot.not_before > now:
+                continue  # stale heap entry
+            self._set_state(slot, TaskState.LEASED)
+            slot.attempts += 1
+            lease = Lease(
+                task_id=task_id,
+                attempt=slot.attempts,
+                worker_id=worker_id,
+                account_id=worker.account_id,
+                started_at=now,
+                deadline=now + self.policy.lease_seconds,
+            )
+            self.leases[task_id] = lease
+            worker.leases.add(task_id)
+            return lease
+        return None
+
+    def _release(self, lease: Lease) -> None:
+        self.leases.pop(lease.task_id, None)
+        worker = self.workers.get(lease.worker_id)
+        if worker is not None:
+            worker.leases.discard(lease.task_id)
+
+    # --- results --------------------------------------------------------------------------
+
+    def offer_result(self, task_id: int, attempt: int) -> ResultDecision:
+        """A worker says it has an image for (task, attempt). Decide whether to keep it."""
+        slot = self.tasks.get(task_id)
+        if slot is None or attempt < 1 or attempt > slot.attempts:
+            return ResultDecision(ResultVerdict.UNKNOWN)
+        if slot.state is TaskState.DONE or task_id in self._completing:
+            return ResultDecision(ResultVerdict.DUPLICATE)
+        superseded: tuple[Lease, ...] = ()
+        lease = self.leases.get(task_id)
+        if lease is not None:
+            self._release(lease)
+            if lease.attempt != attempt:
+                superseded = (lease,)
+        # Accepted even when the task was requeued, dead or cancelled meanwhile: the image
+        # exists and was paid for; throwing it away would mean paying again.
+        self._completing[task_id] = attempt
+        self._set_state(slot, TaskState.LEASED)
+        return ResultDecision(ResultVerdict.ACCEPT, superseded)
+
+    def confirm_done(self, task_id: int, attempt: int) -> None:
+        """The image of an accepted result is on disk: the task is done."""
+        if self._completing.get(task_id) != attempt:
+            raise ValueError(f"task {task_id} attempt {attempt} was not accepted")
+        del self._completing[task_id]
+        self._set_state(self.tasks[task_id], TaskState.DONE)
+
+    def abort_result(
+        self, task_id: int, attempt: int, kind: ErrorKind, now: float
+    ) -> FailureDecision:
+        """An accepted result could not be kept (invalid image, disk error): retry the task."""
+        if self._completing.pop(task_id, None) != attempt:
+            raise ValueError(f"task {task_id} attempt {attempt} was not accepted")
+        slot = self.tasks[task_id]
+        self._set_state(slot, TaskState.QUEUED)
+        return self._after_failure(slot, attempt, kind, now, counted=True)
+
+    # --- failures -------------------------------------------------------------------------
+
+    def report_failure(
+        self,
+        task_id: int,
+        attempt: int,
+        kind: ErrorKind,
+        now: float,
+        retry_after: float | None = None,
+    ) -> FailureDecision | None:
+        """A worker says attempt ``attempt`` failed. None for an unknown task/attempt."""
+        slot = self.tasks.get(task_id)
+        if slot is None or attempt < 1 or attempt > slot.attempts:
+            return None
+        lease = self.leases.get(task_id)
+        if lease is None or lease.attempt != attempt:
+            # The attempt had already lost its lease (expired, superseded) or the task is
+            # done: it was accounted for then. Only the attempt's own record changes.
+            return FailureDecision(
+                task_id,
+                attempt,
+                slot.state,
+                slot.failures,
+                slot.not_before,
+                counted=False,
+                stale=True,
+            )
+        return self._fail(lease, kind, now, retry_after)
+
+    def _fail(
+        self, lease: Lease, kind: ErrorKind, now: float, retry_after: float | None
+    ) -> FailureDecision:
+        self._release(lease)
+        slot = self.tasks[lease.task_id]
+        self._set_state(slot, TaskState.QUEUED)
+        if kind is ErrorKind.RATE_LIMITED:
+            wait = retry_after if retry_after is not None and retry_after > 0 else None
+            until = now + (wait if wait is not None else self.policy.default_cooldown)
+            self.set_cooldown(lease.account_id, until)
+            decision = self._requeue(slot, lease.attempt, now, counted=False)
+            return FailureDecision(
+                decision.task_id,
+                decision.attempt,
+                decision.state,
+                decision.failures,
+                decision.not_before,
+                counted=False,
+                cooldown=(lease.account_id, until),
+            )
+        if kind is ErrorKind.LOGIN_REQUIRED:
+            self.block_worker(lease.worker_id, "login required")
+            return self._requeue(slot, lease.attempt, now, counted=False)
+        return self._after_failure(slot, lease.attempt, kind, now, counted=True)
+
+    def _after_failure(
+        self, slot: TaskSlot, attempt: int, kind: ErrorKind, now: float, *, counted: bool
+    ) -> FailureDecision:
+        if slot.cancel_requested:
+            self._set_state(slot, TaskState.CANCELLED)
+            return FailureDecision(slot.id, attempt, slot.state, slot.failures, 0.0, counted)
+        if kind is ErrorKind.REFUSED:
+            self._set_state(slot, TaskState.REFUSED)
+            return FailureDecision(slot.id, attempt, slot.state, slot.failures, 0.0, True)
+        slot.failures += 1
+        if slot.failures >= self.policy.max_failures:
+            self._set_state(slot, TaskState.DEAD)
+            return FailureDecision(slot.id, attempt, slot.state, slot.failures, 0.0, True)
+        ceiling = min(self.policy.backoff_cap, self.policy.backoff_base * 2 ** (slot.failures - 1))
+        slot.not_before = now + self._rng.uniform(0.0, ceiling)
+        self._set_state(slot, TaskState.QUEUED)
+        self._enqueue(slot)
+        return FailureDecision(slot.id, attempt, slot.state, slot.failures, slot.not_before, True)
+
+    def _requeue(
+        self, slot: TaskSlot, attempt: int, now: float, *, counted: bool
+    ) -> FailureDecision:
+        if slot.cancel_requested:
+            self._set_state(slot, TaskState.CANCELLED)
+            return FailureDecision(slot.id, attempt, slot.state, slot.failures, 0.0, counted)
+        self._set_state(slot, TaskState.QUEUED)
+        slot.not_before = 0.0
+        self._enqueue(slot)
+        return FailureDecision(slot.id, attempt, slot.state, slot.failures, 0.0, counted)
+
+    def expire_leases(self, now: float) -> list[FailureDecision]:
+        """Leases past their deadline go back to the queue (counted as a timeout)."""
+        expired = [lease for lease in self.leases.values() if lease.deadline <= now]
+        return [self._fail(lease, ErrorKind.LEASE_EXPIRED, now, None) for lease in expired]
+
+    # --- job control ----------------------------------------------------------------------
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+
+    def cancel(self) -> list[int]:
+        """Cancel every queued task now; leased ones finish (a result is still kept) or are
+        cancelled when they fail. Returns the ids that became ``cancelled``."""
+        self.cancelled = True
+        cancelled = []
+        for slot in self.tasks.values():
+            if slot.state is TaskState.QUEUED:
+                self._set_state(slot, TaskState.CANCELLED)
+                cancelled.append(slot.id)
+            elif slot.state is TaskState.LEASED:
+                slot.cancel_requested = True
+        self._ready.clear()
+        self._delayed.clear()
+        return cancelled
+
+    def retry_dead(self, *, include_refused: bool = False) -> list[int]:
+        revived = []
+        states = {TaskState.DEAD, TaskState.REFUSED} if include_refused else {TaskState.DEAD}
+        for slot in self.tasks.values():
+            if slot.state in states:
+                self._set_state(slot, TaskState.QUEUED)
+                slot.failures = 0
+                slot.not_before = 0.0
+                self._enqueue(slot)
+                revived.append(slot.id)
+        return revived
+
+    # --- questions ------------------------------------------------------------------------
+
+    def counts(self) -> dict[TaskState, int]:
+        return dict(self._counts)
+
+    def is_finished(self) -> bool:
+        """Every task is terminal and nothing is being written."""
+        return (
+            not self._completing
+            and self._counts[TaskState.QUEUED] == 0
+            and self._counts[TaskState.LEASED] == 0
+        )
+
+    def next_wakeup(self, now: float) -> float | None:
+        """The earliest future moment when something could change without outside input:
+        a backoff ends, a cooldown ends, or a lease expires."""
+        moments = [t for t, task_id in self._delayed[:1]]
+        moments += [until for until in self.cooldowns.values() if until > now]
+        moments += [lease.deadline for lease in self.leases.values()]
+        future = [m for m in moments if m > now]
+        return min(future) if future else None
+
+    def earliest_cooldown_end(self, now: float) -> float | None:
+        """When every usable account is cooling down, the moment the first one is back."""
+        accounts = {w.account_id for w in self.workers.values() if not w.blocked_reason}
+        if not accounts or any(self.account_available(a, now) for a in accounts):
+            return None
+        return min(self.cooldowns[a] for a in accounts)

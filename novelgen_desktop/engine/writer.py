@@ -1,0 +1,145 @@
+"""Group commit: the single thread that makes engine decisions durable.
+
+The engine's event loop never blocks on SQLite. It hands operation records to
+:class:`DurableWriter`, which applies them in batches on one dedicated thread: first the
+manifest rows of the batch's completions are appended and fsynced, then the database
+transaction commits (recording how far the manifest goes), then — every N completions — a
+snapshot is written from the committed state. Because each image file was fsynced and renamed
+before its completion was queued here, the on-disk order is always file → manifest → database,
+and recovery can rebuild any later step from the earlier ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from novelgen_desktop.store.database import Store
+from novelgen_desktop.store.manifest import ManifestWriter
+from novelgen_desktop.store.records import StoreOp, TaskCompleted
+from novelgen_desktop.store.snapshot import write_snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class WriterSettings:
+    flush_interval: float = 0.05  # seconds between group commits
+    flush_max_ops: int = 2000
+    snapshot_every: int = 50  # completions between snapshots
+    snapshot_min_interval: float = 2.0  # never more often than this (a burst of zero-latency
+    # simulated results must not turn into a snapshot per commit)
+    keep_snapshots: int = 10
+    fsync_manifest: bool = True
+
+
+class DurableWriter:
+    def __init__(
+        self,
+        database: Path,
+        job_id: str,
+        manifest_path: Path,
+        snapshots_dir: Path,
+        settings: WriterSettings,
+        *,
+        first_snapshot_seq: int,
+    ) -> None:
+        self.job_id = job_id
+        self.settings = settings
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store")
+        self._pending: list[StoreOp] = []
+        self._snapshots_dir = snapshots_dir
+        self._snapshot_seq = first_snapshot_seq
+        self._done_since_snapshot = 0
+        self._last_snapshot = 0.0
+        self._lock = threading.Lock()
+        self._flush_task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.commits = 0
+        self.snapshots_written = 0
+        self.error: BaseException | None = None
+        # The store connection and manifest are created on and used from the writer thread only.
+        self._store: Store | None = None
+        self._manifest: ManifestWriter | None = None
+        self._executor.submit(self._open, database, manifest_path).result()
+
+    def _open(self, database: Path, manifest_path: Path) -> None:
+        self._store = Store(database, check=False)
+        self._manifest = ManifestWriter(manifest_path)
+
+    # --- called on the event loop ---------------------------------------------------------
+
+    def submit(self, *ops: StoreOp) -> None:
+        if self._closed:
+            raise RuntimeError("the durable writer is closed")
+        self._pending.extend(ops)
+
+    def start(self) -> None:
+        self._flush_task = asyncio.get_running_loop().create_task(self._flush_forever())
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.flush_interval)
+            await self.flush()
+
+    async def flush(self, *, force_snapshot: bool = False) -> None:
+        """Commit everything submitted so far; returns once it is durable."""
+        batch, self._pending = self._pending, []
+        if not batch and not force_snapshot:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, self._commit, batch, force_snapshot)
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+    async def close(self, *, final_snapshot: bool = True) -> None:
+        if self._flush_task is not None:
+            self._flush_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flush_task
+        await self.flush(force_snapshot=final_snapshot)
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._close_thread_side)
+        self._executor.shutdown(wait=True)
+
+    # --- writer thread --------------------------------------------------------------------
+
+    def _commit(self, batch: list[StoreOp], force_snapshot: bool) -> None:
+        assert self._store is not None and self._manifest is not None
+        for start in range(0, len(batch), self.settings.flush_max_ops):
+            chunk = batch[start : start + self.settings.flush_max_ops]
+            rows = [op.manifest_row for op in chunk if isinstance(op, TaskCompleted)]
+            offset = self._manifest.append(rows, fsync=self.settings.fsync_manifest)
+            self._store.apply(chunk, manifest_offset=(self.job_id, offset))
+            self.commits += 1
+            self._done_since_snapshot += len(rows)
+        now = time.monotonic()
+        due = (
+            self._done_since_snapshot >= self.settings.snapshot_every
+            and now - self._last_snapshot >= self.settings.snapshot_min_interval
+        )
+        if due or force_snapshot:
+            self._snapshot_seq += 1
+            write_snapshot(
+                self._store,
+                self.job_id,
+                self._snapshots_dir,
+                self._snapshot_seq,
+                keep=self.settings.keep_snapshots,
+            )
+            self._done_since_snapshot = 0
+            self._last_snapshot = now
+            self.snapshots_written += 1
+
+    def _close_thread_side(self) -> None:
+        if self._store is not None:
+            self._store.checkpoint()
+            self._store.close()
+        if self._manifest is not None:
+            self._manifest.close()
