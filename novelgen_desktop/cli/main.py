@@ -75,7 +75,7 @@ def _add_worker_options(parser: argparse.ArgumentParser) -> None:
         "--sim-latency",
         type=float,
         metavar="SECONDS",
-        help="median seconds per image (default 1.5)",
+        help="median seconds per image (default 0.5)",
     )
     sim.add_argument("--sim-latency-sigma", type=float, help="log-normal spread (default 0.5)")
     sim.add_argument("--sim-failure-rate", type=_rate, help="transient failures per attempt")
@@ -373,6 +373,15 @@ def _job_or_latest(store: Store, ref: str | None, *, unfinished: bool) -> JobRec
 
 def cmd_resume(args: argparse.Namespace, paths: DataPaths) -> int:
     with _open(paths) as store:
+        if not args.job and store.latest_job(unfinished=True) is None:
+            latest = store.latest_job()
+            if latest is not None:
+                print(
+                    f"novelgen: nothing to resume: the latest job {latest.id} is "
+                    f"{latest.state.value}",
+                    file=sys.stderr,
+                )
+                return EXIT_OK if latest.state is JobState.FINISHED else EXIT_INCOMPLETE
         job = _job_or_latest(store, args.job, unfinished=True)
         if job.state is JobState.CANCELLED:
             raise ConfigError(f"job {job.id} was cancelled")
@@ -412,9 +421,11 @@ def cmd_status(args: argparse.Namespace, paths: DataPaths) -> int:
             return EXIT_OK
         counts = info["counts"]
         print(f"{job.id}  ({job.name})  {job.state.value}")
+        others = [f"{v} {k}" for k, v in counts.items() if v and k != "done"]
         print(
-            f"  {counts['done']}/{info['total']} done ({info['percent']:.1f}%) · "
-            + " · ".join(f"{v} {k}" for k, v in counts.items() if v and k != "done")
+            " · ".join(
+                [f"  {counts['done']}/{info['total']} done ({info['percent']:.1f}%)"] + others
+            )
         )
         print(f"  output: {job.out_dir}")
         for error in info["errors"][:10]:

@@ -67,7 +67,7 @@ def plan_tasks(
                 panel=spec.panel,
                 seq=seq,
                 variant=variant,
-                variants=spec.images,
+                images=spec.images,
                 job=job_id,
                 task=task_id,
                 slug=_slug(spec.text),

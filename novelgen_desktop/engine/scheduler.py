@@ -127,8 +127,9 @@ class Scheduler:
     def load(self, slots: Iterable[TaskSlot]) -> None:
         for slot in slots:
             if slot.state is TaskState.LEASED:  # a lease cannot outlive the process that held it
-                self._set_state(slot, TaskState.QUEUED)
+                slot.state = TaskState.QUEUED
             self.tasks[slot.id] = slot
+            self._counts[slot.state] += 1
             if slot.state is TaskState.QUEUED:
                 self._enqueue(slot)
 

@@ -30,7 +30,7 @@ from novelgen_desktop.sim.render import corrupt_image, render_panel_png
 class SimBehaviour:
     """Probabilities are per attempt; latencies in seconds."""
 
-    latency_median: float = 1.5
+    latency_median: float = 0.5
     latency_sigma: float = 0.5  # log-normal shape: 0 = constant latency
     latency_max: float = 60.0
     failure_rate: float = 0.0  # transient: page_error / network / timeout

@@ -45,6 +45,17 @@ _JOB_COLUMNS = (
 )
 
 
+_DAMAGE_MARKERS = ("not a database", "malformed", "corrupt", "encrypted", "disk image")
+
+
+def _means_damage(exc: sqlite3.DatabaseError) -> bool:
+    """Only real damage may send a database to quarantine; "database is locked" (another
+    NovelGen holds it) or a full disk must not."""
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+        return False
+    return any(marker in str(exc).lower() for marker in _DAMAGE_MARKERS)
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
@@ -157,7 +168,9 @@ class Store:
             schema.migrate(self._conn)
         except sqlite3.DatabaseError as exc:
             self._conn.close()
-            raise StoreCorruptError(f"database {path} is damaged: {exc}") from exc
+            if _means_damage(exc):
+                raise StoreCorruptError(f"database {path} is damaged: {exc}") from exc
+            raise StoreError(f"cannot use database {path}: {exc}") from exc
         except StoreError:
             self._conn.close()
             raise

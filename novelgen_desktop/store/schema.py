@@ -110,10 +110,22 @@ CREATE INDEX events_by_job ON events (job_id, id);
 """
 
 
+def _statements(script: str) -> list[str]:
+    """Split a script into statements the way SQLite does (semicolons in comments are fine)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        raise ValueError(f"incomplete SQL statement in schema: {current.strip()[:60]}")
+    return statements
+
+
 def _migrate_to_v1(conn: sqlite3.Connection) -> None:
-    for statement in _V1.split(";"):
-        if statement.strip():
-            conn.execute(statement)
+    for statement in _statements(_V1):
+        conn.execute(statement)
 
 
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_to_v1,)

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Set up everything NovelGen needs on a fresh Debian machine with Python 3.11, idempotently:
+# Debian packages (as root, through apt-get), a virtual environment in .venv, and the project
+# installed in it with its test and dev tools. Safe to run again; it only does what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+    echo "setup: NovelGen needs Python 3.11 or newer as '$PYTHON' (set PYTHON=...)" >&2
+    exit 1
+fi
+
+apt_install() {
+    if [ "$(id -u)" != "0" ]; then
+        echo "setup: missing Debian packages: $*; run as root or: sudo apt-get install -y $*" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# Debian's python3 ships venv/ensurepip separately.
+if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
+    ver=$("$PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+    apt_install "python${ver}-venv" || apt_install python3-venv
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+
+stamp=.venv/.novelgen-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    .venv/bin/python -m pip install --quiet -e '.[dev]'
+    echo "$want" > "$stamp"
+fi
