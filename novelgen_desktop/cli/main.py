@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import csv
 import json
+import os
 import signal
 import sys
 import time
@@ -18,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from novelgen_desktop import __version__
 from novelgen_desktop.cli.display import ProgressDisplay, format_duration
@@ -91,6 +94,12 @@ def _add_worker_options(parser: argparse.ArgumentParser) -> None:
     sim.add_argument("--sim-crash-rate", type=_rate, help="worker crashes per attempt")
     sim.add_argument("--sim-image-size", type=int, help="image width/height in pixels (256)")
     sim.add_argument("--sim-seed", type=int, help="random seed of the simulation")
+    sim.add_argument(
+        "--sim-reuse-images",
+        type=int,
+        metavar="N",
+        help="load tests: serve N pre-drawn images instead of drawing each prompt",
+    )
     tuning = parser.add_argument_group("engine")
     tuning.add_argument(
         "--max-failures",
@@ -193,6 +202,7 @@ def _settings_from_args(args: argparse.Namespace, saved: dict[str, Any]) -> dict
         "sim_crash_rate": "crash_rate",
         "sim_image_size": "image_size",
         "sim_seed": "seed",
+        "sim_reuse_images": "reuse_images",
         "max_failures": "max_failures",
         "lease_seconds": "lease_seconds",
         "backoff_base": "backoff_base",
@@ -233,7 +243,7 @@ async def _run_job(
     if report.changed:
         print(f"novelgen: {job.id}: {report.describe()}", file=sys.stderr)
     job = store.find_job(job.id)
-    tasks = store.load_tasks(job.id)
+    tasks = report.tasks
     cooldowns = store.cooldowns(time.time())
     if not settings.get("simulate"):
         raise ConfigError(
@@ -244,6 +254,18 @@ async def _run_job(
         int(settings.get("workers", 3)), _behaviour(settings), accounts=settings.get("accounts")
     )
     display = ProgressDisplay() if show else None
+
+    def report_first_dispatch() -> None:
+        """``NOVELGEN_TIMINGS=1``: how long start-up took, for the resume benchmark."""
+        if os.environ.get("NOVELGEN_TIMINGS"):
+            started = psutil.Process().create_time()
+            print(
+                f"novelgen: timing: first dispatch {time.time() - started:.3f} s after "
+                "process start",
+                file=sys.stderr,
+                flush=True,
+            )
+
     runner = JobRunner(
         paths,
         job,
@@ -252,6 +274,7 @@ async def _run_job(
         _run_settings(settings),
         cooldowns=cooldowns,
         on_progress=display.update if display else None,
+        on_first_dispatch=report_first_dispatch,
     )
     loop = asyncio.get_running_loop()
     interrupts = 0
@@ -424,7 +447,7 @@ def cmd_status(args: argparse.Namespace, paths: DataPaths) -> int:
         others = [f"{v} {k}" for k, v in counts.items() if v and k != "done"]
         print(
             " · ".join(
-                [f"  {counts['done']}/{info['total']} done ({info['percent']:.1f}%)"] + others
+                [f"  {counts['done']}/{info['total']} done ({info['percent']:.1f}%)", *others]
             )
         )
         print(f"  output: {job.out_dir}")

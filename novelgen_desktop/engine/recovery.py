@@ -14,6 +14,7 @@ Two levels:
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -53,11 +54,14 @@ class ReconcileReport:
     temp_files_removed: int = 0
     leases_requeued: int = 0
     notes: list[str] = field(default_factory=list)
+    # The job's tasks as they stand after reconciliation, so the caller need not read them again.
+    tasks: list[TaskRecord] = field(default_factory=list, repr=False)
 
     @property
     def changed(self) -> bool:
         return bool(
-            self.torn_bytes
+            self.notes
+            or self.torn_bytes
             or self.from_manifest
             or self.from_disk
             or self.temp_files_removed
@@ -101,11 +105,15 @@ def _adopt_from_manifest(
         if task is None or task.state is TaskState.DONE:
             continue
         relative, sha = data.get("file"), data.get("sha256")
-        if not isinstance(relative, str) or not _matches(out_dir, relative, sha):
+        if not isinstance(relative, str) or not isinstance(sha, str):
+            report.notes.append(f"manifest line {row.line} for task {task.id} is incomplete")
+            continue
+        if not _matches(out_dir, relative, sha):
             report.notes.append(f"manifest line for task {task.id} has no matching file")
             continue
         attempt = int(data.get("attempt") or max(task.attempts, 1))
         finished = float(data.get("finished_at") or time.time())
+        size = (out_dir / relative).stat().st_size
         ops += [
             AttemptEnded(
                 task.id,
@@ -116,19 +124,21 @@ def _adopt_from_manifest(
                 image_id=data.get("image_id"),
             ),
             TaskCompleted(
-                task.id,
-                attempt,
-                relative,
-                str(sha),
-                int(data.get("size") or 0),
-                finished,
-                data.get("worker"),
-                data,
+                task.id, attempt, relative, sha, size, finished, data.get("worker"), data
             ),
         ]
         task.state = TaskState.DONE
         report.from_manifest += 1
     return ops
+
+
+def _files_under(root: Path) -> set[str]:
+    found: set[str] = set()
+    for folder, _dirs, files in os.walk(root):
+        prefix = Path(folder).relative_to(root).as_posix()
+        for name in files:
+            found.add(name if prefix == "." else f"{prefix}/{name}")
+    return found
 
 
 def _adopt_from_disk(
@@ -138,13 +148,14 @@ def _adopt_from_disk(
     out_dir = Path(job.out_dir)
     ops: list[StoreOp] = []
     rows: list[dict[str, object]] = []
+    existing = _files_under(out_dir)  # one walk instead of a stat per candidate path
     for task in tasks.values():
         if task.state is TaskState.DONE:
             continue
         for relative in relative_candidates(task.planned_path):
-            path = out_dir / relative
-            if not path.is_file():
+            if relative.as_posix() not in existing:
                 continue
+            path = out_dir / relative
             try:
                 data = path.read_bytes()
                 info = inspect_image(data)
@@ -168,6 +179,7 @@ def _adopt_from_disk(
             )
             row["recovered"] = "adopted-from-disk"
             rows.append(row)
+            ops.append(AttemptEnded(task.id, attempt, now, "done"))
             ops.append(
                 TaskCompleted(
                     task.id,
@@ -215,6 +227,7 @@ def reconcile_job(store: Store, job: JobRecord) -> ReconcileReport:
             )
         )
     store.apply(ops, manifest_offset=(job.id, size))
+    report.tasks = list(tasks.values())
     return report
 
 
@@ -245,6 +258,10 @@ def _quarantine(paths: DataPaths) -> Path:
     paths.quarantine_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     target = paths.quarantine_dir / f"novelgen-{stamp}.sqlite"
+    counter = 1
+    while any(Path(str(target) + s).exists() for s in ("", "-wal", "-shm")):
+        counter += 1  # never overwrite an earlier quarantined database
+        target = paths.quarantine_dir / f"novelgen-{stamp}-{counter}.sqlite"
     for suffix in ("", "-wal", "-shm"):
         source = Path(str(paths.database) + suffix)
         if source.exists():

@@ -152,12 +152,14 @@ class JobRunner:
         cooldowns: dict[str, float] | None = None,
         clock: Callable[[], float] = time.time,
         on_progress: ProgressCallback | None = None,
+        on_first_dispatch: Callable[[], None] | None = None,
     ) -> None:
         self.paths = paths
         self.job = job
         self.settings = settings or RunSettings()
         self.clock = clock
         self.on_progress = on_progress
+        self.on_first_dispatch = on_first_dispatch
         self.workers = {w.worker_id: w for w in workers}
         self.tasks = {t.id: t for t in tasks}
         self.out_dir = Path(job.out_dir)
@@ -317,6 +319,8 @@ class JobRunner:
                 continue
             if self.first_dispatch_at is None:
                 self.first_dispatch_at = time.monotonic()
+                if self.on_first_dispatch is not None:
+                    self.on_first_dispatch()
             await self._run_attempt(worker, lease)
         self._check_finished()
 

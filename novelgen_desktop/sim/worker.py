@@ -9,6 +9,7 @@ crashes after which it comes back. Seeded per worker, so a failing test run can 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import math
 import random
@@ -42,6 +43,9 @@ class SimBehaviour:
     restart_delay: float = 1.0
     image_size: int = 256
     seed: int = 0
+    # Load tests only: serve a bank of this many pre-drawn images instead of drawing each
+    # prompt, so a benchmark measures the engine, store and output, not Pillow. 0 = draw.
+    reuse_images: int = 0
 
     def __post_init__(self) -> None:
         rates = {
@@ -60,6 +64,14 @@ class SimBehaviour:
             raise ConfigError("simulated latencies must not be negative")
         if not 16 <= self.image_size <= 4096:
             raise ConfigError(f"simulated image size must be 16..4096, got {self.image_size}")
+
+
+@functools.cache
+def _image_bank(size: int, count: int) -> tuple[bytes, ...]:
+    return tuple(
+        render_panel_png(f"load-test image {i}", width=size, height=size, seed=i)
+        for i in range(count)
+    )
 
 
 def rate_limit_message(seconds: float) -> str:
@@ -125,7 +137,10 @@ class SimulatedWorker:
                 ErrorKind.TIMEOUT: "no image after the deadline",
             }
             return WorkerFailure(task, attempt, kind, messages[kind])
-        image = await asyncio.to_thread(self._render, assignment)
+        if b.reuse_images:
+            image = _image_bank(b.image_size, b.reuse_images)[assignment.task_id % b.reuse_images]
+        else:
+            image = await asyncio.to_thread(self._render, assignment)
         edge += b.invalid_image_rate
         if roll < edge:
             image = corrupt_image(image, self._rng.choice(["truncate", "html", "empty"]))

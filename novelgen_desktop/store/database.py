@@ -56,6 +56,31 @@ def _means_damage(exc: sqlite3.DatabaseError) -> bool:
     return any(marker in str(exc).lower() for marker in _DAMAGE_MARKERS)
 
 
+def check_database_file(path: Path) -> None:
+    """``PRAGMA quick_check`` through a read-only connection.
+
+    Read-only on purpose: when the last read-write connection to a damaged database closes,
+    SQLite checkpoints the WAL into the damaged file and deletes the WAL — destroying exactly
+    the evidence (and the most recent commits) that quarantine is meant to keep.
+    """
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open database {path}: {exc}") from exc
+    try:
+        rows = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
+    except sqlite3.DatabaseError as exc:
+        if _means_damage(exc):
+            raise StoreCorruptError(f"database {path} is damaged: {exc}") from exc
+        raise StoreError(f"cannot check database {path}: {exc}") from exc
+    finally:
+        conn.close()
+    if rows != ["ok"]:
+        raise StoreCorruptError(
+            f"database {path} failed its integrity check: {'; '.join(rows[:5])}"
+        )
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
@@ -76,35 +101,46 @@ def _job_from_row(row: sqlite3.Row) -> JobRecord:
     )
 
 
-def _task_from_row(row: sqlite3.Row) -> TaskRecord:
+def _task_from_row(row: Sequence[Any]) -> TaskRecord:
+    """Positional, not by name: a 10,000-task resume reads every row, and sqlite3.Row's
+    name lookups were a third of that time."""
+    (
+        id_, job_id, seq, prompt, planned_path, state, chapter, page, panel, variant,
+        priority, characters, style, metadata, source, attempts, failures, not_before,
+        last_error_kind, last_error, output_path, sha256, size, done_attempt, finished_at,
+        worker_id,
+    ) = row  # fmt: skip
     return TaskRecord(
-        id=row["id"],
-        job_id=row["job_id"],
-        seq=row["seq"],
-        prompt=row["prompt"],
-        planned_path=row["planned_path"],
-        state=TaskState(row["state"]),
-        chapter=row["chapter"],
-        page=row["page"],
-        panel=row["panel"],
-        variant=row["variant"],
-        priority=row["priority"],
-        characters=json.loads(row["characters"]),
-        style=row["style"],
-        metadata=json.loads(row["metadata"]),
-        source=row["source"],
-        attempts=row["attempts"],
-        failures=row["failures"],
-        not_before=row["not_before"],
-        last_error_kind=row["last_error_kind"],
-        last_error=row["last_error"],
-        output_path=row["output_path"],
-        sha256=row["sha256"],
-        size=row["size"],
-        done_attempt=row["done_attempt"],
-        finished_at=row["finished_at"],
-        worker_id=row["worker_id"],
+        id=id_,
+        job_id=job_id,
+        seq=seq,
+        prompt=prompt,
+        planned_path=planned_path,
+        state=TaskState(state),
+        chapter=chapter,
+        page=page,
+        panel=panel,
+        variant=variant,
+        priority=priority,
+        characters=json.loads(characters) if characters != "[]" else [],
+        style=style,
+        metadata=json.loads(metadata) if metadata != "{}" else {},
+        source=source,
+        attempts=attempts,
+        failures=failures,
+        not_before=not_before,
+        last_error_kind=last_error_kind,
+        last_error=last_error,
+        output_path=output_path,
+        sha256=sha256,
+        size=size,
+        done_attempt=done_attempt,
+        finished_at=finished_at,
+        worker_id=worker_id,
     )
+
+
+TASK_FIELDS = tuple(c.strip() for c in _TASK_COLUMNS.split(","))
 
 
 def task_values(task: TaskRecord) -> tuple[Any, ...]:
@@ -149,6 +185,8 @@ class Store:
     def __init__(self, path: Path, *, check: bool = True) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        if check and path.exists():
+            check_database_file(path)
         try:
             self._conn = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=30.0
@@ -163,8 +201,6 @@ class Store:
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.execute("PRAGMA busy_timeout=30000")
-            if check:
-                self.quick_check()
             schema.migrate(self._conn)
         except sqlite3.DatabaseError as exc:
             self._conn.close()
@@ -287,18 +323,27 @@ class Store:
 
     # --- tasks ----------------------------------------------------------------------------
 
-    def load_tasks(self, job_id: str) -> list[TaskRecord]:
-        rows = self._conn.execute(
-            f"SELECT {_TASK_COLUMNS} FROM tasks WHERE job_id = ? ORDER BY seq", (job_id,)
-        ).fetchall()
-        return [_task_from_row(r) for r in rows]
-
-    def iter_tasks(self, job_id: str) -> Iterator[TaskRecord]:
-        cursor = self._conn.execute(
+    def _task_rows(self, job_id: str) -> sqlite3.Cursor:
+        cursor = self._conn.cursor()
+        cursor.row_factory = None  # plain tuples: several times faster than sqlite3.Row
+        return cursor.execute(
             f"SELECT {_TASK_COLUMNS} FROM tasks WHERE job_id = ? ORDER BY seq", (job_id,)
         )
-        for row in cursor:
+
+    def load_tasks(self, job_id: str) -> list[TaskRecord]:
+        return [_task_from_row(r) for r in self._task_rows(job_id)]
+
+    def iter_tasks(self, job_id: str) -> Iterator[TaskRecord]:
+        for row in self._task_rows(job_id):
             yield _task_from_row(row)
+
+    def iter_task_dicts(self, job_id: str) -> Iterator[dict[str, Any]]:
+        """Tasks as plain JSON-ready dicts (snapshots, exports), without dataclass overhead."""
+        for row in self._task_rows(job_id):
+            item = dict(zip(TASK_FIELDS, row, strict=True))
+            item["characters"] = json.loads(item["characters"])
+            item["metadata"] = json.loads(item["metadata"])
+            yield item
 
     def count_by_state(self, job_id: str) -> dict[TaskState, int]:
         rows = self._conn.execute(
@@ -391,7 +436,10 @@ class Store:
         """Apply a batch of operations in one transaction (one fsync of the WAL)."""
         with self.transaction() as conn:
             for op in ops:
-                _apply_one(conn, op)
+                try:
+                    _apply_one(conn, op)
+                except sqlite3.IntegrityError as exc:
+                    raise StoreError(f"refused to record {type(op).__name__}: {exc}") from exc
             if manifest_offset is not None:
                 job_id, offset = manifest_offset
                 conn.execute("UPDATE jobs SET manifest_offset = ? WHERE id = ?", (offset, job_id))
@@ -476,7 +524,8 @@ def _apply_one(conn: sqlite3.Connection, op: StoreOp) -> None:
         case AccountCooldown():
             conn.execute(
                 "INSERT INTO accounts (id, cooldown_until, reason) VALUES (?,?,?) "
-                "ON CONFLICT(id) DO UPDATE SET cooldown_until = excluded.cooldown_until, "
+                "ON CONFLICT(id) DO UPDATE SET "
+                "cooldown_until = MAX(cooldown_until, excluded.cooldown_until), "
                 "reason = excluded.reason",
                 (op.account_id, op.until, op.reason),
             )

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import time
+import zlib
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ _NAME = re.compile(r"^snapshot-(\d{6,})\.json(\.gz)?$")
 def snapshot_payload(store: Store, job_id: str) -> dict[str, Any]:
     """Everything needed to rebuild the job without the database."""
     job = store.find_job(job_id)
-    tasks = [asdict(t) for t in store.iter_tasks(job_id)]
+    tasks = list(store.iter_task_dicts(job_id))
     return {
         "format": SNAPSHOT_FORMAT,
         "version": SNAPSHOT_VERSION,
@@ -60,6 +61,7 @@ def write_snapshot(store: Store, job_id: str, folder: Path, seq: int, *, keep: i
     folder.mkdir(parents=True, exist_ok=True)
     payload = snapshot_payload(store, job_id)
     payload["seq"] = seq
+    payload["job"]["snapshot_seq"] = seq  # the payload was read before this number was stored
     data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     path = folder / f"snapshot-{seq:06d}.json"
     _atomic_write(path, data)
@@ -101,7 +103,7 @@ def read_snapshot(path: Path) -> dict[str, Any]:
         if path.suffix == ".gz":
             raw = gzip.decompress(raw)
         payload = json.loads(raw)
-    except (OSError, EOFError, ValueError) as exc:
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
         raise StoreError(f"snapshot {path} cannot be read: {exc}") from exc
     if not isinstance(payload, dict) or payload.get("format") != SNAPSHOT_FORMAT:
         raise StoreError(f"snapshot {path} is not a NovelGen snapshot")
