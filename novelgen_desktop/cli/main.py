@@ -336,8 +336,17 @@ def _print_summary(store: Store, summary: RunSummary) -> int:
     if job.state is JobState.FINISHED:
         return EXIT_OK
     if bad:
-        hint = "novelgen retry-dead " + job.id
-        print(f"  {len(bad)} task(s) not done; to retry dead ones: {hint}", file=sys.stderr)
+        dead = sum(t.state is TaskState.DEAD for t in bad)
+        refused = sum(t.state is TaskState.REFUSED for t in bad)
+        print(f"  {len(bad)} task(s) not done", file=sys.stderr)
+        if dead:
+            print(f"  retry the {dead} dead task(s): novelgen retry-dead {job.id}", file=sys.stderr)
+        if refused:
+            print(
+                f"  {refused} refused by the content policy; after editing their prompts: "
+                f"novelgen retry-dead {job.id} --include-refused",
+                file=sys.stderr,
+            )
     return EXIT_INCOMPLETE
 
 

@@ -66,7 +66,7 @@ class Assignment:
     task_id: int
     attempt: int
     prompt: str
-    deadline: float  # monotonic-clock seconds; the lease expires after this
+    deadline: float  # wall-clock seconds (time.time()); the lease expires after this
     metadata: dict[str, Any] = field(default_factory=dict)
 
 

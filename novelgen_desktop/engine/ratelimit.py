@@ -17,10 +17,14 @@ _UNITS = {
     "d": 86400, "day": 86400, "days": 86400,
 }  # fmt: skip
 _DURATION = re.compile(
-    r"(\d+(?:[.,]\d+)?)\s*(seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|d)\b",
+    r"(\d+(?:[.,]\d+)?)\s*(seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|d)(?![a-z])",
     re.IGNORECASE,
 )
-_AT_TIME = re.compile(r"\bat\s+(\d{1,2})(?::(\d{2}))?\s*([ap]\.?m\.?)?", re.IGNORECASE)
+# A clock time needs minutes or am/pm, so "by 2 requests" is not read as two o'clock.
+_AT_TIME = re.compile(
+    r"\b(?:at|after|until|by)\s+(\d{1,2})(?:(?::(\d{2}))\s*([ap]\.?m\.?)?|\s*([ap]\.?m\.?))",
+    re.IGNORECASE,
+)
 
 
 def parse_reset_after(message: str, *, now: datetime | None = None) -> float | None:
@@ -43,7 +47,7 @@ def parse_reset_after(message: str, *, now: datetime | None = None) -> float | N
     if match:
         hour = int(match.group(1))
         minute = int(match.group(2) or 0)
-        meridiem = (match.group(3) or "").replace(".", "").lower()
+        meridiem = (match.group(3) or match.group(4) or "").replace(".", "").lower()
         if meridiem == "pm" and hour < 12:
             hour += 12
         elif meridiem == "am" and hour == 12:

@@ -68,7 +68,7 @@ ProgressCallback = Callable[["RunStatus"], None]
 class RunSettings:
     policy: SchedulerPolicy = field(default_factory=SchedulerPolicy)
     writer: WriterSettings = field(default_factory=WriterSettings)
-    file_threads: int = 4  # fsync is I/O-bound: a few threads overlap it
+    file_threads: int = 8  # fsync is I/O-bound: several threads overlap it
     fsync_files: bool = True
     reaper_interval: float = 0.5
     stop_grace: float = 10.0  # on Ctrl-C, how long in-flight work may still finish
@@ -302,6 +302,14 @@ class JobRunner:
             await asyncio.wait_for(self._changed.wait(), timeout)
 
     def _check_finished(self) -> None:
+        if not self._stopping and not self._busy and self.scheduler.all_workers_blocked():
+            reasons = sorted({w.blocked_reason or "" for w in self.scheduler.workers.values()})
+            self._event(
+                "error",
+                "all_workers_blocked",
+                f"every worker is blocked ({', '.join(reasons)}); stopping",
+            )
+            self._stopping = True
         if self.scheduler.is_finished() or (self._stopping and not self._busy):
             self._finished.set()
 
@@ -364,6 +372,27 @@ class JobRunner:
                         self._persist_failure(decision, ErrorKind.WORKER_LOST, "worker gone")
                     self._stopping_worker(worker)
                 return
+            if (outcome.task_id, outcome.attempt) != (lease.task_id, lease.attempt):
+                # A confused worker answered for something else: whatever it sent is judged
+                # on its own (usually UNKNOWN), and the lease it really held is failed now
+                # instead of idling the worker until the deadline.
+                self._event(
+                    "warning",
+                    "mismatched_answer",
+                    f"worker answered for task {outcome.task_id} attempt "
+                    f"{outcome.attempt} while holding task {lease.task_id} attempt "
+                    f"{lease.attempt}",
+                    worker_id=worker.worker_id,
+                )
+                self._handle_failure(
+                    worker,
+                    WorkerFailure(
+                        lease.task_id,
+                        lease.attempt,
+                        ErrorKind.PAGE_ERROR,
+                        "worker answered for another task",
+                    ),
+                )
             if isinstance(outcome, WorkerResult):
                 completion = asyncio.ensure_future(
                     self._handle_result(worker, outcome, lease.started_at)
@@ -478,7 +507,11 @@ class JobRunner:
         (paths are unique per job): keep it if it is a valid image, never write a second."""
         try:
             return write_image_atomically(
-                self.out_dir, relative, result.image, fsync=self.settings.fsync_files
+                self.out_dir,
+                relative,
+                result.image,
+                fsync=self.settings.fsync_files,
+                sync_folder=False,  # the durable writer flushes each batch's folders once
             )
         except OutputExistsError:
             target = self.out_dir / relative

@@ -111,6 +111,9 @@ class Scheduler:
         self.cooldowns: dict[str, float] = {}
         self.leases: dict[int, Lease] = {}
         self._completing: dict[int, int] = {}  # task -> attempt whose image is being written
+        # State a task had before a late result was accepted for it (dead, refused,
+        # cancelled): if that result turns out unusable, the task goes back there.
+        self._state_before_result: dict[int, TaskState] = {}
         self._ready: list[tuple[int, int, int]] = []  # (-priority, seq, task id)
         self._delayed: list[tuple[float, int]] = []  # (not_before, task id)
         self.paused = False
@@ -241,6 +244,8 @@ class Scheduler:
         # Accepted even when the task was requeued, dead or cancelled meanwhile: the image
         # exists and was paid for; throwing it away would mean paying again.
         self._completing[task_id] = attempt
+        if slot.state.is_terminal:
+            self._state_before_result[task_id] = slot.state
         self._set_state(slot, TaskState.LEASED)
         return ResultDecision(ResultVerdict.ACCEPT, superseded)
 
@@ -249,6 +254,7 @@ class Scheduler:
         if self._completing.get(task_id) != attempt:
             raise ValueError(f"task {task_id} attempt {attempt} was not accepted")
         del self._completing[task_id]
+        self._state_before_result.pop(task_id, None)
         self._set_state(self.tasks[task_id], TaskState.DONE)
 
     def abort_result(
@@ -258,6 +264,12 @@ class Scheduler:
         if self._completing.pop(task_id, None) != attempt:
             raise ValueError(f"task {task_id} attempt {attempt} was not accepted")
         slot = self.tasks[task_id]
+        previous = self._state_before_result.pop(task_id, None)
+        if previous is not None:  # a late result for a finished-with task: nothing revives it
+            self._set_state(slot, previous)
+            return FailureDecision(
+                slot.id, attempt, previous, slot.failures, 0.0, counted=False, stale=True
+            )
         self._set_state(slot, TaskState.QUEUED)
         return self._after_failure(slot, attempt, kind, now, counted=True)
 
@@ -297,7 +309,9 @@ class Scheduler:
         slot = self.tasks[lease.task_id]
         self._set_state(slot, TaskState.QUEUED)
         if kind is ErrorKind.RATE_LIMITED:
-            wait = retry_after if retry_after is not None and retry_after > 0 else None
+            # An announced reset is taken as given (even "0 seconds"); only a message with
+            # no time at all falls back to the default rest.
+            wait = max(0.0, retry_after) if retry_after is not None else None
             until = now + (wait if wait is not None else self.policy.default_cooldown)
             self.set_cooldown(lease.account_id, until)
             decision = self._requeue(slot, lease.attempt, now, counted=False)
@@ -401,11 +415,16 @@ class Scheduler:
     def next_wakeup(self, now: float) -> float | None:
         """The earliest future moment when something could change without outside input:
         a backoff ends, a cooldown ends, or a lease expires."""
-        moments = [t for t, task_id in self._delayed[:1]]
+        self._promote_due(now)  # a due entry on top must not hide a later backoff behind it
+        moments = [t for t, _task_id in self._delayed[:1]]
         moments += [until for until in self.cooldowns.values() if until > now]
         moments += [lease.deadline for lease in self.leases.values()]
         future = [m for m in moments if m > now]
         return min(future) if future else None
+
+    def all_workers_blocked(self) -> bool:
+        """Every worker waits for something only a person can do (a login)."""
+        return bool(self.workers) and all(w.blocked_reason for w in self.workers.values())
 
     def earliest_cooldown_end(self, now: float) -> float | None:
         """When every usable account is cooling down, the moment the first one is back."""

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from novelgen_desktop.output.writer import fsync_folders
 from novelgen_desktop.store.database import Store
 from novelgen_desktop.store.manifest import ManifestWriter
 from novelgen_desktop.store.records import StoreOp, TaskCompleted
@@ -33,7 +34,7 @@ class WriterSettings:
     snapshot_min_interval: float = 2.0  # never more often than this (a burst of zero-latency
     # simulated results must not turn into a snapshot per commit)
     keep_snapshots: int = 10
-    fsync_manifest: bool = True
+    fsync: bool = True  # flush image folders and the manifest before each commit
 
 
 class DurableWriter:
@@ -49,6 +50,7 @@ class DurableWriter:
     ) -> None:
         self.job_id = job_id
         self.settings = settings
+        self._out_dir = manifest_path.parent
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store")
         self._pending: list[StoreOp] = []
         self._snapshots_dir = snapshots_dir
@@ -57,6 +59,7 @@ class DurableWriter:
         self._last_snapshot = 0.0
         self._lock = threading.Lock()
         self._flush_task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._closed = False
         self.commits = 0
         self.snapshots_written = 0
@@ -81,8 +84,9 @@ class DurableWriter:
         self._flush_task = asyncio.get_running_loop().create_task(self._flush_forever())
 
     async def _flush_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.flush_interval)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.settings.flush_interval)
             await self.flush()
 
     async def flush(self, *, force_snapshot: bool = False) -> None:
@@ -91,17 +95,22 @@ class DurableWriter:
         if not batch and not force_snapshot:
             return
         loop = asyncio.get_running_loop()
+        # Shielded: once a batch has left ``_pending`` it must reach the database even if the
+        # awaiting task is cancelled (cancelling a queued executor job would drop it silently).
+        commit = loop.run_in_executor(self._executor, self._commit, batch, force_snapshot)
         try:
-            await loop.run_in_executor(self._executor, self._commit, batch, force_snapshot)
+            await asyncio.shield(commit)
+        except asyncio.CancelledError:
+            await asyncio.wait([commit])  # let the batch land, then honour the cancellation
+            raise
         except BaseException as exc:
             self.error = exc
             raise
 
     async def close(self, *, final_snapshot: bool = True) -> None:
+        self._stopping.set()
         if self._flush_task is not None:
-            self._flush_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flush_task
+            await self._flush_task  # finishes its current flush, then leaves the loop
         await self.flush(force_snapshot=final_snapshot)
         self._closed = True
         loop = asyncio.get_running_loop()
@@ -114,8 +123,13 @@ class DurableWriter:
         assert self._store is not None and self._manifest is not None
         for start in range(0, len(batch), self.settings.flush_max_ops):
             chunk = batch[start : start + self.settings.flush_max_ops]
-            rows = [op.manifest_row for op in chunk if isinstance(op, TaskCompleted)]
-            offset = self._manifest.append(rows, fsync=self.settings.fsync_manifest)
+            completed = [op for op in chunk if isinstance(op, TaskCompleted)]
+            if self.settings.fsync and completed:
+                # The images were written without a folder flush each: flush their folders
+                # once here, before the manifest or the database may say they exist.
+                fsync_folders({(self._out_dir / op.output_path).parent for op in completed})
+            rows = [op.manifest_row for op in completed]
+            offset = self._manifest.append(rows, fsync=self.settings.fsync)
             self._store.apply(chunk, manifest_offset=(self.job_id, offset))
             self.commits += 1
             self._done_since_snapshot += len(rows)

@@ -76,10 +76,11 @@ def _image_bank(size: int, count: int) -> tuple[bytes, ...]:
 
 def rate_limit_message(seconds: float) -> str:
     """Worded like ChatGPT's own message, so the same parser handles real and simulated."""
+    # Rounded up: announcing a shorter rest than the real one would invite refusals.
     if seconds >= 120:
-        amount, unit = round(seconds / 60), "minutes"
+        amount, unit = math.ceil(seconds / 60), "minutes"
     else:
-        amount, unit = max(1, round(seconds)), "seconds"
+        amount, unit = max(1, math.ceil(seconds)), "seconds"
     return (
         "You've hit the plus plan limit for image generation requests. "
         f"You can create more images when the limit resets in {amount} {unit}."
