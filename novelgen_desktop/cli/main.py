@@ -24,6 +24,7 @@ import psutil
 
 from novelgen_desktop import __version__
 from novelgen_desktop.cli.display import ProgressDisplay, format_duration
+from novelgen_desktop.engine.joblock import JobLock
 from novelgen_desktop.engine.jobs import JobOptions, create_job
 from novelgen_desktop.engine.model import JobState, TaskState
 from novelgen_desktop.engine.recovery import open_store, reconcile_job
@@ -161,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="also requeue refused tasks (edit their prompts first)",
     )
 
+    cancel = commands.add_parser("cancel", help="cancel a job that is not running")
+    cancel.add_argument("job")
+
     validate = commands.add_parser("validate", help="parse prompt files and report, run nothing")
     validate.add_argument("files", nargs="+", metavar="FILE")
     validate.add_argument("--format")
@@ -236,7 +240,16 @@ def _run_settings(settings: dict[str, Any]) -> RunSettings:
     return RunSettings(policy=policy, writer=writer)
 
 
-async def _run_job(
+def _run_job(
+    paths: DataPaths, store: Store, job: JobRecord, settings: dict[str, Any], *, show: bool
+) -> RunSummary:
+    """Run under the job's lock: reconciling or running a job another process is running
+    would dispatch its tasks twice."""
+    with JobLock(paths.job_lock(job.id), job.id):
+        return asyncio.run(_run_job_locked(paths, store, job, settings, show=show))
+
+
+async def _run_job_locked(
     paths: DataPaths, store: Store, job: JobRecord, settings: dict[str, Any], *, show: bool
 ) -> RunSummary:
     report = reconcile_job(store, job)
@@ -314,6 +327,16 @@ def _print_summary(store: Store, summary: RunSummary) -> int:
         f" → {job.out_dir}",
         file=sys.stderr,
     )
+    for stats in summary.workers:
+        rate = f"{100 * stats.success_rate:.0f}%" if stats.success_rate is not None else "-"
+        mean = f"{stats.mean_latency:.2f} s" if stats.mean_latency is not None else "-"
+        p95 = f"{stats.p95_latency:.2f} s" if stats.p95_latency is not None else "-"
+        limited = f", {stats.rate_limited} rate-limited" if stats.rate_limited else ""
+        print(
+            f"  {stats.worker_id} ({stats.account_id}): {stats.done} done, {rate} success"
+            f"{limited}, latency mean {mean}, p95 {p95}",
+            file=sys.stderr,
+        )
     if summary.duplicates_dropped:
         print(f"  {summary.duplicates_dropped} duplicate result(s) dropped", file=sys.stderr)
     bad = [
@@ -389,7 +412,7 @@ def cmd_run(args: argparse.Namespace, paths: DataPaths) -> int:
             f"{job.out_dir}",
             file=sys.stderr,
         )
-        summary = asyncio.run(_run_job(paths, store, job, settings, show=not args.no_progress))
+        summary = _run_job(paths, store, job, settings, show=not args.no_progress)
         return _print_summary(store, summary)
 
 
@@ -420,7 +443,7 @@ def cmd_resume(args: argparse.Namespace, paths: DataPaths) -> int:
         settings = _settings_from_args(args, job.settings)
         _behaviour(settings)
         print(f"novelgen: resuming {job.id}", file=sys.stderr)
-        summary = asyncio.run(_run_job(paths, store, job, settings, show=not args.no_progress))
+        summary = _run_job(paths, store, job, settings, show=not args.no_progress)
         return _print_summary(store, summary)
 
 
@@ -496,6 +519,18 @@ def cmd_retry_dead(args: argparse.Namespace, paths: DataPaths) -> int:
     return EXIT_OK
 
 
+def cmd_cancel(args: argparse.Namespace, paths: DataPaths) -> int:
+    with _open(paths) as store:
+        job = store.find_job(args.job)
+        if job.state in (JobState.FINISHED, JobState.INCOMPLETE, JobState.CANCELLED):
+            print(f"job {job.id} is already {job.state.value}; nothing to cancel")
+            return EXIT_OK
+        with JobLock(paths.job_lock(job.id), job.id):
+            count = store.cancel_job(job.id)
+        print(f"cancelled {job.id}: {count} unfinished task(s) cancelled; finished images kept")
+    return EXIT_OK
+
+
 def cmd_export(args: argparse.Namespace, paths: DataPaths) -> int:
     columns = [
         "seq",
@@ -551,6 +586,7 @@ COMMANDS = {
     "status": cmd_status,
     "jobs": cmd_jobs,
     "retry-dead": cmd_retry_dead,
+    "cancel": cmd_cancel,
     "validate": cmd_validate,
     "export": cmd_export,
 }

@@ -26,7 +26,7 @@ from novelgen_desktop.engine.model import (
     WorkerFailure,
     WorkerResult,
 )
-from novelgen_desktop.engine.progress import ProgressSnapshot, ProgressTracker
+from novelgen_desktop.engine.progress import ProgressSnapshot, ProgressTracker, WorkerStats
 from novelgen_desktop.engine.ratelimit import parse_reset_after
 from novelgen_desktop.engine.scheduler import (
     FailureDecision,
@@ -93,6 +93,7 @@ class RunSummary:
     elapsed: float
     duplicates_dropped: int
     stopped_early: bool
+    workers: tuple[WorkerStats, ...] = ()
 
 
 def planned_relative(task: TaskRecord, info: ImageInfo) -> PurePosixPath:
@@ -238,6 +239,7 @@ class JobRunner:
         now = self.clock()
         for worker in self.workers.values():
             self.scheduler.add_worker(worker.worker_id, worker.account_id)
+            self.progress.worker(worker.worker_id, worker.account_id)
             self.writer.submit(WorkerSeen(worker.worker_id, worker.account_id, worker.kind, now))
         loops = [asyncio.create_task(self._worker_loop(w)) for w in self.workers.values()]
         reaper = asyncio.create_task(self._reaper())
@@ -265,6 +267,7 @@ class JobRunner:
             elapsed=time.monotonic() - self.started_at,
             duplicates_dropped=self.duplicates_dropped,
             stopped_early=self._stopping and not self.scheduler.is_finished(),
+            workers=tuple(self.progress.workers.values()),
         )
 
     def _final_state(self) -> JobState:

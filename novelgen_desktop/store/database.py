@@ -398,6 +398,25 @@ class Store:
                 )
             return cursor.rowcount
 
+    def cancel_job(self, job_id: str) -> int:
+        """Cancel every unfinished task (finished images stay) and the job itself."""
+        with self.transaction() as conn:
+            now = time.time()
+            conn.execute(
+                "UPDATE attempts SET ended_at = ?, outcome = 'cancelled' WHERE ended_at IS NULL "
+                "AND task_id IN (SELECT id FROM tasks WHERE job_id = ?)",
+                (now, job_id),
+            )
+            cursor = conn.execute(
+                "UPDATE tasks SET state = 'cancelled' WHERE job_id = ? "
+                "AND state IN ('queued', 'leased')",
+                (job_id,),
+            )
+            conn.execute(
+                "UPDATE jobs SET state = 'cancelled', updated_at = ? WHERE id = ?", (now, job_id)
+            )
+            return cursor.rowcount
+
     # --- accounts, events -----------------------------------------------------------------
 
     def cooldowns(self, now: float) -> dict[str, float]:
