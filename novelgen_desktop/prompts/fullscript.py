@@ -7,7 +7,9 @@ Decisions (documented here because writers will ask):
   image. ``NOTE:``/``ARTIST NOTE:``/``[bracketed]``/``NO COPY`` lines go to
   ``metadata["notes"]``.
 * Every dialogue speaker is cast into ``characters`` (as written, deduplicated ignoring case),
-  except voices that are not people (``TV``, ``RADIO``, ``CROWD``…); caption narrators are not.
+  except voices that are not people (``TV``, ``RADIO``, ``CROWD``…) and speakers who are not
+  in the panel (``(OFF)``, ``(O.S.)``, ``(V.O.)``, ``(PHONE)``…: drawing them would be wrong);
+  caption narrators are not.
 * Text between a ``PAGE`` heading and its first ``Panel`` heading is a page note
   (``metadata["page_note_text"]``) when the page has panels, and the single panel of a splash
   page when it has none.
@@ -290,7 +292,10 @@ class FullScriptParser:
         speakers = [
             balloon.item.speaker
             for balloon in panel.lettering
-            if balloon.item.kind == DIALOGUE and balloon.item.is_character and balloon.item.speaker
+            if balloon.item.kind == DIALOGUE
+            and balloon.item.is_character
+            and balloon.item.speaker
+            and not _is_off_panel(balloon.item.modifier)
         ]
         spec = make_spec(
             self.sink,
@@ -446,3 +451,28 @@ def parse_fullscript(
         # Even when too many errors stop the parse, the open page holds valid panels.
         if sink.error_count < sink.max_errors:
             parser.finish(text)
+
+
+_OFF_PANEL_MODIFIERS = frozenset(
+    {
+        "OFF",
+        "OS",
+        "OFFPANEL",
+        "OP",
+        "VO",
+        "PHONE",
+        "RADIO",
+        "TV",
+        "INTERCOM",
+        "SPEAKER",
+        "TELEPATHY",
+    }
+)
+
+
+def _is_off_panel(modifier: str | None) -> bool:
+    """``(OFF)``, ``(O.S.)``, ``(off-panel)``, ``(V.O.)``: the speaker is heard, not seen."""
+    if not modifier:
+        return False
+    key = "".join(ch for ch in modifier.upper() if ch.isalpha())
+    return key in _OFF_PANEL_MODIFIERS
