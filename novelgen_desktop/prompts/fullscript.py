@@ -47,6 +47,7 @@ from novelgen_desktop.prompts.script_syntax import (
     LetteringLine,
     has_text,
     is_end_marker,
+    is_off_panel,
     parse_chapter_heading,
     parse_front_matter,
     parse_lettering,
@@ -295,7 +296,7 @@ class FullScriptParser:
             if balloon.item.kind == DIALOGUE
             and balloon.item.is_character
             and balloon.item.speaker
-            and not _is_off_panel(balloon.item.modifier)
+            and not is_off_panel(balloon.item.modifier)
         ]
         spec = make_spec(
             self.sink,
@@ -451,28 +452,3 @@ def parse_fullscript(
         # Even when too many errors stop the parse, the open page holds valid panels.
         if sink.error_count < sink.max_errors:
             parser.finish(text)
-
-
-_OFF_PANEL_MODIFIERS = frozenset(
-    {
-        "OFF",
-        "OS",
-        "OFFPANEL",
-        "OP",
-        "VO",
-        "PHONE",
-        "RADIO",
-        "TV",
-        "INTERCOM",
-        "SPEAKER",
-        "TELEPATHY",
-    }
-)
-
-
-def _is_off_panel(modifier: str | None) -> bool:
-    """``(OFF)``, ``(O.S.)``, ``(off-panel)``, ``(V.O.)``: the speaker is heard, not seen."""
-    if not modifier:
-        return False
-    key = "".join(ch for ch in modifier.upper() if ch.isalpha())
-    return key in _OFF_PANEL_MODIFIERS

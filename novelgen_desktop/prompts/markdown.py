@@ -14,7 +14,8 @@ Structure (documented choices):
   and/or page ``None``; panels are still numbered.
 * ``> CAPTION: text`` / ``> MAREN: line`` blockquotes are lettering of the panel right above
   them (``metadata["lettering"]``, same rules as the Full Script; a dialogue speaker joins
-  ``characters``); a blockquote without a ``NAME:`` is a caption.
+  ``characters`` unless marked off-panel like ``(OFF)``); a blockquote without a ``NAME:``
+  is a caption.
 * Fenced code blocks, HTML comments, ``###``-and-deeper headings, horizontal rules and a
   leading ``---`` YAML-ish front-matter block (kept as job metadata) are not panels.
 """
@@ -33,6 +34,7 @@ from novelgen_desktop.prompts.script_syntax import (
     DIALOGUE,
     NOTE,
     LetteringLine,
+    is_off_panel,
     parse_chapter_heading,
     parse_front_matter,
     parse_lettering,
@@ -109,7 +111,10 @@ class MarkdownParser:
         speakers = [
             item.speaker
             for item in draft.lettering
-            if item.kind == DIALOGUE and item.is_character and item.speaker
+            if item.kind == DIALOGUE
+            and item.is_character
+            and item.speaker
+            and not is_off_panel(item.modifier)
         ]
         spec = make_spec(
             self.sink,

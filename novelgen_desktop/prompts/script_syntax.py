@@ -415,3 +415,28 @@ def parse_front_matter(line: str) -> tuple[str, str] | None:
 def has_text(line: str) -> bool:
     """Lines of only punctuation (``---``, ``* * *``) are layout, never content."""
     return any(ch.isalnum() for ch in line)
+
+
+_OFF_PANEL_MODIFIERS = frozenset(
+    {
+        "OFF",
+        "OS",
+        "OFFPANEL",
+        "OP",
+        "VO",
+        "PHONE",
+        "RADIO",
+        "TV",
+        "INTERCOM",
+        "SPEAKER",
+        "TELEPATHY",
+    }
+)
+
+
+def is_off_panel(modifier: str | None) -> bool:
+    """``(OFF)``, ``(O.S.)``, ``(off-panel)``, ``(V.O.)``: the speaker is heard, not seen."""
+    if not modifier:
+        return False
+    key = "".join(ch for ch in modifier.upper() if ch.isalpha())
+    return key in _OFF_PANEL_MODIFIERS

@@ -168,3 +168,13 @@ def test_overlong_panel_is_an_error() -> None:
     result = parse("- " + "x" * 5000 + "\n- ok\n", "markdown", "l.md")
     assert texts(result) == ["ok"]
     assert errors(result) == ["l.md:1: prompt is 5,000 characters long; the maximum is 4,000"]
+
+
+def test_off_panel_speakers_in_blockquotes_are_not_cast() -> None:
+    from novelgen_desktop.prompts import parse_text
+
+    text = "# Chapter 1\n## Page 1\n- The lamp room.\n> TOBIAS (OFF): Maren!\n> MAREN: Here.\n"
+    result = parse_text(text, filename="x.md", format="markdown")
+    (spec,) = result.specs
+    assert spec.characters == ("MAREN",)
+    assert [b["speaker"] for b in spec.metadata["lettering"]] == ["TOBIAS", "MAREN"]
