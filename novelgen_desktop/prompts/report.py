@@ -85,6 +85,9 @@ def format_validation_report(result: ImportResult, *, max_errors: int = 50) -> s
     def listing(kind: str, issues: list[ImportIssue]) -> None:
         if not issues:
             return
+        # "too many errors; stopping" says the file was not read to the end: never hide it.
+        stops = [i for i in issues if i.line is None and i.message.startswith("too many errors")]
+        issues = [i for i in issues if i not in stops]
         out.append(f"  {_plural(len(issues), kind)}:")
         shown = issues[: budget[kind]]
         budget[kind] -= len(shown)
@@ -92,6 +95,7 @@ def format_validation_report(result: ImportResult, *, max_errors: int = 50) -> s
         hidden = len(issues) - len(shown)
         if hidden:
             out.append(f"    … and {_plural(hidden, 'more ' + kind)}")
+        out.extend(f"    {issue}" for issue in stops)
 
     for name, specs in by_file.items():
         fmt = result.format_by_file.get(name, "unknown")

@@ -118,3 +118,13 @@ def test_empty_result() -> None:
     assert format_validation_report(ImportResult()) == (
         "FAILED: 0 prompts, 0 images wanted, from 0 files; 0 errors, 0 warnings"
     )
+
+
+def test_the_stopping_line_is_never_hidden_behind_the_error_cap(tmp_path: Path) -> None:
+    from novelgen_desktop.prompts import format_validation_report, load_prompt_files
+
+    path = tmp_path / "bad.csv"
+    path.write_text("prompt,priority\n" + "".join(f"p{i},high\n" for i in range(80)), "utf-8")
+    report = format_validation_report(load_prompt_files([path]))
+    assert report.splitlines()[-3].endswith("bad.csv: too many errors; stopping after 50")
+    assert "… and" not in report
