@@ -24,7 +24,6 @@ from novelgen_desktop.engine.model import (
 )
 from novelgen_desktop.engine.worker import WorkerCrashed
 from novelgen_desktop.errors import ConfigError
-from novelgen_desktop.sim.render import corrupt_image, render_panel_png
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +67,8 @@ class SimBehaviour:
 
 @functools.cache
 def _image_bank(size: int, count: int) -> tuple[bytes, ...]:
+    from novelgen_desktop.sim.render import render_panel_png  # noqa: PLC0415 - Pillow on demand
+
     return tuple(
         render_panel_png(f"load-test image {i}", width=size, height=size, seed=i)
         for i in range(count)
@@ -144,6 +145,8 @@ class SimulatedWorker:
             image = await asyncio.to_thread(self._render, assignment)
         edge += b.invalid_image_rate
         if roll < edge:
+            from novelgen_desktop.sim.render import corrupt_image  # noqa: PLC0415
+
             image = corrupt_image(image, self._rng.choice(["truncate", "html", "empty"]))
         conversation = f"https://chatgpt.com/c/sim-{task}-{attempt}"
         return WorkerResult(
@@ -166,6 +169,8 @@ class SimulatedWorker:
             parts.append(f"panel {meta['panel']}")
         label = " · ".join(parts) or f"task {assignment.task_id}"
         size = self.behaviour.image_size
+        from novelgen_desktop.sim.render import render_panel_png  # noqa: PLC0415 - Pillow on demand
+
         return render_panel_png(
             assignment.prompt, width=size, height=size, seed=assignment.task_id, label=label
         )
