@@ -12,11 +12,14 @@ import gzip
 import json
 import os
 import re
+import shutil
 import time
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from novelgen_desktop.engine.model import JobState, TaskState
 from novelgen_desktop.errors import StoreError
@@ -42,13 +45,20 @@ def snapshot_payload(store: Store, job_id: str) -> dict[str, Any]:
     }
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+@contextmanager
+def _atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A file that appears at ``path`` complete (fsynced, renamed, folder fsynced) or not at
+    all. Written through a handle so a 10,000-task snapshot is streamed, not built in memory."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -56,15 +66,35 @@ def _atomic_write(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
+def _dump(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 def write_snapshot(store: Store, job_id: str, folder: Path, seq: int, *, keep: int = 10) -> Path:
-    """Write snapshot number ``seq`` and compress/prune the older ones."""
+    """Write snapshot number ``seq`` and compress/prune the older ones.
+
+    The document is the same as ``snapshot_payload`` gives, but streamed task by task: peak
+    memory stays flat however large the job is.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    payload = snapshot_payload(store, job_id)
-    payload["seq"] = seq
-    payload["job"]["snapshot_seq"] = seq  # the payload was read before this number was stored
-    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    job = asdict(store.find_job(job_id))
+    job["snapshot_seq"] = seq  # recorded in the database below, after the file exists
+    header = {
+        "format": SNAPSHOT_FORMAT,
+        "version": SNAPSHOT_VERSION,
+        "written_at": time.time(),
+        "seq": seq,
+        "job": job,
+        "counts": {k.value: v for k, v in store.count_by_state(job_id).items()},
+    }
     path = folder / f"snapshot-{seq:06d}.json"
-    _atomic_write(path, data)
+    with _atomic_file(path) as handle:
+        handle.write(_dump(header)[:-1] + b',"tasks":[')
+        for index, task in enumerate(store.iter_task_dicts(job_id)):
+            if index:
+                handle.write(b",")
+            handle.write(_dump(task))
+        handle.write(b"]}")
     store.set_snapshot_seq(job_id, seq)
     compress_and_prune(folder, keep=keep)
     return path
@@ -90,7 +120,13 @@ def compress_and_prune(folder: Path, *, keep: int = 10) -> None:
             path.unlink(missing_ok=True)
         elif index > 0 and path.suffix == ".json":
             gz_path = path.with_name(path.name + ".gz")
-            _atomic_write(gz_path, gzip.compress(path.read_bytes(), compresslevel=6))
+            with (
+                _atomic_file(gz_path) as handle,
+                path.open("rb") as source,
+                # filename="": the header must not carry the temp file's name
+                gzip.GzipFile(filename="", fileobj=handle, mode="wb", compresslevel=6) as gz,
+            ):
+                shutil.copyfileobj(source, gz, 1 << 20)
             path.unlink()
     for leftover in folder.glob(".snapshot-*.tmp"):
         leftover.unlink(missing_ok=True)
