@@ -34,12 +34,6 @@ from novelgen_desktop.engine.writer import WriterSettings
 from novelgen_desktop.errors import ConfigError, JobNotFoundError, NovelGenError, StoreError
 from novelgen_desktop.output.naming import DEFAULT_TEMPLATE, NamingTemplate
 from novelgen_desktop.paths import DataPaths, resolve_data_dir
-from novelgen_desktop.prompts import (
-    PromptImportError,
-    format_validation_report,
-    load_prompt_files,
-    require_prompts,
-)
 from novelgen_desktop.sim.worker import SimBehaviour, make_simulated_workers
 from novelgen_desktop.store.database import Store
 from novelgen_desktop.store.records import JobRecord
@@ -302,8 +296,11 @@ async def _run_job_locked(
             )
             runner.request_stop()
         else:
-            runner.settings = replace(runner.settings, stop_grace=0.0)
-            runner.request_stop()
+            print(
+                "novelgen: stopping now; unfinished attempts are requeued on resume",
+                file=sys.stderr,
+            )
+            runner.request_stop(now=True)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
@@ -377,6 +374,11 @@ def _print_summary(store: Store, summary: RunSummary) -> int:
 
 
 def cmd_validate(args: argparse.Namespace, paths: DataPaths) -> int:
+    from novelgen_desktop.prompts import (  # noqa: PLC0415 - parsers only when importing
+        format_validation_report,
+        load_prompt_files,
+    )
+
     result = load_prompt_files(args.files, format=args.format)
     print(format_validation_report(result))
     return EXIT_USAGE if result.errors or not result.specs else EXIT_OK
@@ -384,7 +386,16 @@ def cmd_validate(args: argparse.Namespace, paths: DataPaths) -> int:
 
 def cmd_run(args: argparse.Namespace, paths: DataPaths) -> int:
     NamingTemplate(args.template)  # a bad template fails before anything is imported
-    specs = require_prompts(args.files, format=args.format)
+    from novelgen_desktop.prompts import (  # noqa: PLC0415 - parsers only when importing
+        PromptImportError,
+        require_prompts,
+    )
+
+    try:
+        specs = require_prompts(args.files, format=args.format)
+    except PromptImportError as exc:
+        _err(f"the prompt files have errors; nothing was started:\n{exc}")
+        return EXIT_USAGE
     settings = _settings_from_args(args, {})
     _behaviour(settings)  # validate simulation settings before creating the job
     if not settings.get("simulate"):
@@ -601,9 +612,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         paths = resolve_data_dir(args.data_dir)
         return COMMANDS[args.command](args, paths)
-    except PromptImportError as exc:
-        _err(f"the prompt files have errors; nothing was started:\n{exc}")
-        return EXIT_USAGE
     except (ConfigError, JobNotFoundError) as exc:
         _err(str(exc))
         return EXIT_USAGE

@@ -13,8 +13,8 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from novelgen_desktop.engine.model import JobState, TaskState
 from novelgen_desktop.output.naming import (
@@ -24,10 +24,12 @@ from novelgen_desktop.output.naming import (
     disambiguate,
 )
 from novelgen_desktop.paths import DataPaths
-from novelgen_desktop.prompts.model import PromptSpec
 from novelgen_desktop.store.database import Store
 from novelgen_desktop.store.records import JobRecord, TaskRecord
 from novelgen_desktop.store.snapshot import write_snapshot
+
+if TYPE_CHECKING:  # importing the prompts package loads every parser: not needed to resume
+    from novelgen_desktop.prompts.model import PromptSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +127,16 @@ def create_job(
     return store.find_job(job_id), tasks
 
 
-def relative_candidates(planned: str) -> list[PurePosixPath]:
-    """Where a finished image of this task may be: the plan with any accepted extension."""
-    base = PurePosixPath(planned)
-    return [base.with_suffix(ext) for ext in (".png", ".jpg", ".webp")]
+IMAGE_EXTENSIONS = (".png", ".jpg", ".webp")
+
+
+def relative_candidates(planned: str) -> list[str]:
+    """Where a finished image of this task may be: the plan with any accepted extension.
+
+    Plain string work (no PurePosixPath): resume runs this for every unfinished task of a
+    10,000-task job before the first dispatch.
+    """
+    slash = planned.rfind("/")
+    dot = planned.rfind(".")
+    stem = planned[:dot] if dot > slash + 1 else planned
+    return [stem + ext for ext in IMAGE_EXTENSIONS]

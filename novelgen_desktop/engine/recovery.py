@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from novelgen_desktop.engine.jobs import relative_candidates
 from novelgen_desktop.engine.model import TaskState
@@ -83,10 +83,17 @@ class ReconcileReport:
         return "; ".join(parts + self.notes) or "nothing to repair"
 
 
-def _matches(out_dir: Path, relative: str, sha256: str | None) -> bool:
+def _matches(out_dir: Path, relative: str, size: object, sha256: str) -> bool:
+    """The file a manifest row names is there with its recorded size and hash.
+
+    The size is checked first (one ``stat``) so a wrong file is rejected without reading it;
+    the hash is what proves the file is the image the row describes.
+    """
     path = out_dir / relative
     try:
-        return path.is_file() and (sha256 is None or sha256_file(path) == sha256)
+        if not isinstance(size, int) or path.stat().st_size != size:
+            return False
+        return sha256_file(path) == sha256
     except OSError:
         return False
 
@@ -108,7 +115,7 @@ def _adopt_from_manifest(
         if not isinstance(relative, str) or not isinstance(sha, str):
             report.notes.append(f"manifest line {row.line} for task {task.id} is incomplete")
             continue
-        if not _matches(out_dir, relative, sha):
+        if not _matches(out_dir, relative, data.get("size"), sha):
             report.notes.append(f"manifest line for task {task.id} has no matching file")
             continue
         attempt = int(data.get("attempt") or max(task.attempts, 1))
@@ -152,9 +159,10 @@ def _adopt_from_disk(
     for task in tasks.values():
         if task.state is TaskState.DONE:
             continue
-        for relative in relative_candidates(task.planned_path):
-            if relative.as_posix() not in existing:
+        for candidate in relative_candidates(task.planned_path):
+            if candidate not in existing:
                 continue
+            relative = PurePosixPath(candidate)
             path = out_dir / relative
             try:
                 data = path.read_bytes()

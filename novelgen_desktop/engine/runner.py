@@ -197,6 +197,7 @@ class JobRunner:
         )
         self._changed = asyncio.Event()
         self._finished = asyncio.Event()
+        self._force_stop = asyncio.Event()
         self._stopping = False
         self._busy: set[str] = set()
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -206,9 +207,13 @@ class JobRunner:
 
     # --- control (from the CLI, signals, later the GUI and protocol clients) ---------------
 
-    def request_stop(self) -> None:
-        """Stop dispatching; in-flight work may finish within ``stop_grace``."""
+    def request_stop(self, *, now: bool = False) -> None:
+        """Stop dispatching; in-flight work may finish within ``stop_grace`` (``now=True``:
+        do not wait for it — a second Ctrl-C)."""
         self._stopping = True
+        if now:
+            self._force_stop.set()
+        self._finished.set()
         self._notify()
 
     def pause(self) -> None:
@@ -255,6 +260,7 @@ class JobRunner:
             for task in (reaper, reporter):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            self._release_interrupted_leases()
             state = self._final_state()
             self.writer.submit(JobUpdated(self.job.id, state))
             await self.writer.close(final_snapshot=True)
@@ -269,6 +275,17 @@ class JobRunner:
             stopped_early=self._stopping and not self.scheduler.is_finished(),
             workers=tuple(self.progress.workers.values()),
         )
+
+    def _release_interrupted_leases(self) -> None:
+        """Attempts cut off by a stop go back to the queue now, not at the next resume, so
+        ``status`` tells the truth. Interrupted is not a failure of the task."""
+        now = self.clock()
+        for lease in list(self.scheduler.leases.values()):
+            slot = self.scheduler.tasks[lease.task_id]
+            self.writer.submit(
+                AttemptEnded(lease.task_id, lease.attempt, now, "interrupted"),
+                TaskUpdated(lease.task_id, TaskState.QUEUED, slot.failures, slot.not_before),
+            )
 
     def _final_state(self) -> JobState:
         counts = self.scheduler.counts()
@@ -286,12 +303,20 @@ class JobRunner:
         self._notify()
         pending = [t for t in loops if not t.done()]
         if pending:
-            _done, still = await asyncio.wait(pending, timeout=self.settings.stop_grace)
+            all_done = asyncio.gather(*pending, return_exceptions=True)
+            forced = asyncio.ensure_future(self._force_stop.wait())
+            waiters: list[asyncio.Future[Any]] = [all_done, forced]
+            await asyncio.wait(
+                waiters,
+                timeout=self.settings.stop_grace,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            forced.cancel()
+            still = [t for t in pending if not t.done()]
             for task in still:
                 task.cancel()
-            for task in still:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            with contextlib.suppress(asyncio.CancelledError):
+                await all_done
         # Completions already accepted must reach the disk and the database.
         if self._in_flight:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
@@ -313,7 +338,9 @@ class JobRunner:
                 f"every worker is blocked ({', '.join(reasons)}); stopping",
             )
             self._stopping = True
-        if self.scheduler.is_finished() or (self._stopping and not self._busy):
+        # A stop request ends the wait at once; _drain then gives in-flight attempts their
+        # grace period (or none, on a second Ctrl-C).
+        if self.scheduler.is_finished() or self._stopping:
             self._finished.set()
 
     async def _worker_loop(self, worker: Worker) -> None:

@@ -13,7 +13,7 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -903,3 +903,39 @@ def test_records_waiting_for_a_busy_writer_thread_survive_the_end_of_the_run(
     # The attempt that produced the image, and the worker that drew it, are on record.
     assert [(a["outcome"], a["worker_id"]) for a in job.attempts()] == [("done", "w1")]
     assert [r["id"] for r in job.query("SELECT id FROM workers")] == ["w1"]
+
+
+def test_stop_now_does_not_wait_for_slow_attempts_and_requeues_them(
+    make_job: Callable[..., Job], paths: DataPaths
+) -> None:
+    """A second Ctrl-C: attempts that would take a minute are cut off, not waited for, and
+    their tasks are back in the queue (not left 'leased') when run() returns."""
+    job = make_job(6)
+    workers = [FakeWorker("w1", latency=60.0), FakeWorker("w2", latency=60.0)]
+    runner = JobRunner(
+        paths, job.record, job.tasks, workers, replace(run_settings(), stop_grace=1000.0)
+    )
+
+    async def main() -> RunSummary:
+        task = asyncio.create_task(runner.run())
+        await wait_until(lambda: len(runner.scheduler.leases) == 2)
+        runner.request_stop()  # first: would wait up to stop_grace (1000 s) ...
+        await asyncio.sleep(0.05)
+        assert not task.done()
+        runner.request_stop(now=True)  # ... second: stop now
+        return await asyncio.wait_for(task, 30)
+
+    summary = asyncio.run(main())
+    assert summary.stopped_early is True
+    assert summary.counts[TaskState.DONE] == 0
+    store, _ = open_store(paths)
+    try:
+        states = store.count_by_state(job.id)
+        outcomes = store.execute(
+            "SELECT outcome, COUNT(*) FROM attempts GROUP BY outcome"
+        ).fetchall()
+    finally:
+        store.close()
+    assert states[TaskState.LEASED] == 0
+    assert states[TaskState.QUEUED] == 6
+    assert dict(outcomes) == {"interrupted": 2}
