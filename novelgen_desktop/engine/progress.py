@@ -12,6 +12,8 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
+_STALLED = 1e-5  # completions per second (under one a day): no honest ETA exists
+
 
 @dataclass(slots=True)
 class WorkerStats:
@@ -76,21 +78,23 @@ class ProgressTracker:
         return stats
 
     def _roll(self, now: float) -> None:
+        """Close every bucket that ended before ``now``, in O(1) however long the gap."""
         if self._bucket_start is None:
             self._bucket_start = now
             return
-        while now - self._bucket_start >= self.bucket_seconds:
-            observed = self._bucket_count / self.bucket_seconds
-            self._rate = (
-                observed
-                if self._rate is None
-                else (self.alpha * observed + (1 - self.alpha) * self._rate)
-            )
-            self._bucket_count = 0
-            self._bucket_start += self.bucket_seconds
-            if self._rate == 0 and now - self._bucket_start > 10 * self.bucket_seconds:
-                self._bucket_start = now  # long idle: skip ahead instead of looping
-                break
+        elapsed = int((now - self._bucket_start) // self.bucket_seconds)
+        if elapsed <= 0:
+            return
+        observed = self._bucket_count / self.bucket_seconds
+        rate = (
+            observed
+            if self._rate is None
+            else (self.alpha * observed + (1 - self.alpha) * self._rate)
+        )
+        # The elapsed - 1 buckets after it were empty: each multiplies the rate by (1 - alpha).
+        self._rate = rate * (1 - self.alpha) ** (elapsed - 1)
+        self._bucket_count = 0
+        self._bucket_start += elapsed * self.bucket_seconds
 
     def record_done(self, worker_id: str, latency: float, now: float) -> None:
         self._roll(now)
@@ -127,7 +131,7 @@ class ProgressTracker:
         eta: float | None
         if remaining == 0:
             eta = 0.0
-        elif rate > 0:
+        elif rate > _STALLED:
             eta = remaining / rate
             if cooling_until is not None and cooling_until > now:
                 eta += cooling_until - now

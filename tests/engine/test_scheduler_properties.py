@@ -32,7 +32,7 @@ ACCOUNTS = ("a0", "a1", "a2")
 LEASE_SECONDS = 30.0
 MAX_FAILURES = 3
 BACKOFF_BASE = 5.0
-BACKOFF_CAP = 40.0
+BACKOFF_CAP = 8.0  # below base * 2 ** (MAX_FAILURES - 2): the cap bites
 DEFAULT_COOLDOWN = 200.0
 
 # Which attempt number a worker reports about, relative to what was issued for the task.
@@ -78,6 +78,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.issued: dict[int, int] = dict.fromkeys(self.task_ids, 0)  # highest attempt
         self.confirms: Counter[int] = Counter()
         self.pending: dict[int, int] = {}  # task -> accepted attempt whose image is written
+        self.accepted_from: dict[int, TaskState] = {}  # task state when its result was kept
         self.cooling: dict[str, float] = {}  # account -> until, as announced by decisions
         self.no_redispatch: set[int] = set()  # refused or cancelled: must never be leased
         self.revived_refused: set[int] = set()
@@ -164,8 +165,12 @@ class SchedulerMachine(RuleBasedStateMachine):
     @rule(pick=st.integers(0, len(WORKERS) - 1))
     def assign(self, pick: int) -> None:
         s = self.s
+        # like the driver: the next worker (from ``pick`` on) with a free slot asks for work
         present = sorted(s.workers)
-        worker = present[pick % len(present)] if present else WORKERS[pick]
+        start = pick % len(present) if present else 0
+        rotated = present[start:] + present[:start]
+        idle = [w for w in rotated if len(s.workers[w].leases) < self.policy.worker_capacity]
+        worker = (idle or rotated or [WORKERS[pick]])[0]
         slot_worker = s.workers.get(worker)
         lease = s.next_assignment(worker, self.now)
         dispatchable = [
@@ -232,6 +237,7 @@ class SchedulerMachine(RuleBasedStateMachine):
             else:
                 assert decision.superseded == ()
             self.pending[tid] = attempt
+            self.accepted_from[tid] = before_state
         else:
             assert decision.superseded == ()
             assert self.s.leases.get(tid) == before_lease
@@ -255,15 +261,22 @@ class SchedulerMachine(RuleBasedStateMachine):
         attempt = self.pending.pop(tid)
         slot = self.s.tasks[tid]
         if outcome == "confirm":
+            self.accepted_from.pop(tid)
             self.s.confirm_done(tid, attempt)
             self.confirms[tid] += 1
             assert self.confirms[tid] == 1
             assert slot.state is TaskState.DONE
             return
         failures = slot.failures
+        before = self.accepted_from.pop(tid)
         decision = self.s.abort_result(tid, attempt, kind, self.now)
-        assert decision.counted
         assert decision.state is slot.state
+        if before.is_terminal:
+            # a late image for a task already given up on: it goes back, nothing is counted
+            assert slot.state is before and not decision.counted
+            assert slot.failures == failures
+            return
+        assert decision.counted
         if slot.state is TaskState.QUEUED:
             assert slot.failures == failures + 1
             ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (slot.failures - 1))
@@ -300,8 +313,9 @@ class SchedulerMachine(RuleBasedStateMachine):
         assert not decision.stale
         assert tid not in s.leases
         if kind is ErrorKind.RATE_LIMITED:
-            wait = retry_after if retry_after is not None and retry_after > 0 else None
-            until = self.now + (wait if wait is not None else DEFAULT_COOLDOWN)
+            # an announced reset is taken as given (even 0 s); none at all: the default rest
+            wait = DEFAULT_COOLDOWN if retry_after is None else max(0.0, retry_after)
+            until = self.now + wait
             assert not decision.counted
             assert decision.cooldown == (lease.account_id, until)
             assert slot.failures == before[1]
