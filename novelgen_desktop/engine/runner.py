@@ -68,7 +68,7 @@ ProgressCallback = Callable[["RunStatus"], None]
 class RunSettings:
     policy: SchedulerPolicy = field(default_factory=SchedulerPolicy)
     writer: WriterSettings = field(default_factory=WriterSettings)
-    file_threads: int = 8  # fsync is I/O-bound: several threads overlap it
+    file_threads: int = 16  # fsync is I/O-bound: threads overlap it (measured: 8 → 16 helps)
     fsync_files: bool = True
     reaper_interval: float = 0.5
     stop_grace: float = 10.0  # on Ctrl-C, how long in-flight work may still finish
