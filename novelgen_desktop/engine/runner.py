@@ -400,7 +400,7 @@ class JobRunner:
                 if not await worker.restart():
                     for decision in self.scheduler.remove_worker(worker.worker_id, self.clock()):
                         self._persist_failure(decision, ErrorKind.WORKER_LOST, "worker gone")
-                    self._stopping_worker(worker)
+                    self._forget_worker(worker)
                 return
             if (outcome.task_id, outcome.attempt) != (lease.task_id, lease.attempt):
                 # A confused worker answered for something else: whatever it sent is judged
@@ -437,7 +437,8 @@ class JobRunner:
             self._notify()
             self._check_finished()
 
-    def _stopping_worker(self, worker: Worker) -> None:
+    def _forget_worker(self, worker: Worker) -> None:
+        """The worker is gone for good; with none left the run cannot progress."""
         self.workers.pop(worker.worker_id, None)
         if not self.workers:
             self._event("error", "no_workers", "every worker is gone; stopping")

@@ -68,16 +68,21 @@ def check_database_file(path: Path) -> None:
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open database {path}: {exc}") from exc
     try:
-        rows = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
+        rows = conn.execute("PRAGMA quick_check").fetchall()
     except sqlite3.DatabaseError as exc:
         if _means_damage(exc):
             raise StoreCorruptError(f"database {path} is damaged: {exc}") from exc
         raise StoreError(f"cannot check database {path}: {exc}") from exc
     finally:
         conn.close()
-    if rows != ["ok"]:
+    _raise_unless_ok(rows, path)
+
+
+def _raise_unless_ok(rows: list[Any], path: Path) -> None:
+    messages = [str(r[0]) for r in rows]
+    if messages != ["ok"]:
         raise StoreCorruptError(
-            f"database {path} failed its integrity check: {'; '.join(rows[:5])}"
+            f"database {path} failed its integrity check: {'; '.join(messages[:5])}"
         )
 
 
@@ -223,11 +228,8 @@ class Store:
         self.close()
 
     def quick_check(self) -> None:
-        rows = [r[0] for r in self._conn.execute("PRAGMA quick_check").fetchall()]
-        if rows != ["ok"]:
-            raise StoreCorruptError(
-                f"database {self.path} failed its integrity check: {'; '.join(rows[:5])}"
-            )
+        """Check the open database (``check_database_file`` checks one before opening)."""
+        _raise_unless_ok(self._conn.execute("PRAGMA quick_check").fetchall(), self.path)
 
     def checkpoint(self) -> None:
         """Fold the WAL back into the main file (on clean shutdown, and as a cleanup step)."""
