@@ -351,8 +351,9 @@ def _print_summary(store: Store, summary: RunSummary) -> int:
     if len(bad) > 50:
         print(f"  … and {len(bad) - 50} more", file=sys.stderr)
     if summary.stopped_early:
-        print(f"  stopped; continue with: novelgen resume {job.id}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        reason = f" because {summary.stop_reason}" if summary.stop_reason else ""
+        print(f"  stopped{reason}; continue with: novelgen resume {job.id}", file=sys.stderr)
+        return EXIT_INCOMPLETE if summary.stop_reason else EXIT_INTERRUPTED
     if job.state is JobState.FINISHED:
         return EXIT_OK
     if bad:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import errno
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -62,6 +63,7 @@ from novelgen_desktop.store.records import (
 )
 
 ProgressCallback = Callable[["RunStatus"], None]
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,7 @@ class RunSummary:
     duplicates_dropped: int
     stopped_early: bool
     workers: tuple[WorkerStats, ...] = ()
+    stop_reason: str | None = None  # why the run stopped by itself before the end
 
 
 def planned_relative(task: TaskRecord, info: ImageInfo) -> PurePosixPath:
@@ -191,7 +194,9 @@ class JobRunner:
             paths.snapshots_dir(job.id),
             self.settings.writer,
             first_snapshot_seq=job.snapshot_seq,
+            on_failure=self._writer_failed,
         )
+        self.stop_reason: str | None = None
         self._files = concurrent.futures.ThreadPoolExecutor(
             self.settings.file_threads, thread_name_prefix="files"
         )
@@ -215,6 +220,12 @@ class JobRunner:
             self._force_stop.set()
         self._finished.set()
         self._notify()
+
+    def _writer_failed(self, error: BaseException) -> None:
+        """Nothing more can be recorded: producing images that cannot be counted would only
+        leave more for the next resume to adopt. Stop now; close() reports the error."""
+        self.stop_reason = f"progress could not be recorded: {error}"
+        self.request_stop(now=True)
 
     def pause(self) -> None:
         self.scheduler.pause()
@@ -274,6 +285,7 @@ class JobRunner:
             duplicates_dropped=self.duplicates_dropped,
             stopped_early=self._stopping and not self.scheduler.is_finished(),
             workers=tuple(self.progress.workers.values()),
+            stop_reason=self.stop_reason,
         )
 
     def _release_interrupted_leases(self) -> None:
@@ -490,11 +502,23 @@ class JobRunner:
         try:
             written = await loop.run_in_executor(self._files, self._write_file, relative, result)
         except OutputError as exc:
+            disk_full = getattr(exc, "errno", None) in _DISK_FULL
             failed = self.scheduler.abort_result(
-                result.task_id, result.attempt, ErrorKind.OUTPUT_ERROR, now
+                result.task_id, result.attempt, ErrorKind.OUTPUT_ERROR, now, counted=not disk_full
             )
             self._persist_failure(failed, ErrorKind.OUTPUT_ERROR, str(exc), worker=worker)
             self._event("error", "output_error", str(exc), task_id=task.id)
+            if disk_full:
+                # Every further image would fail the same way and burn its tasks' retries:
+                # stop, keep everything, let the author free space and resume.
+                self._event(
+                    "error",
+                    "disk_full",
+                    f"the output disk is full ({exc}); stopping — free space, then "
+                    f"novelgen resume {self.job.id}",
+                )
+                self.stop_reason = f"the output disk is full: {exc}"
+                self.request_stop()
             return
         finished = self.clock()
         self.scheduler.confirm_done(result.task_id, result.attempt)

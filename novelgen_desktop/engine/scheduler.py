@@ -258,9 +258,13 @@ class Scheduler:
         self._set_state(self.tasks[task_id], TaskState.DONE)
 
     def abort_result(
-        self, task_id: int, attempt: int, kind: ErrorKind, now: float
+        self, task_id: int, attempt: int, kind: ErrorKind, now: float, *, counted: bool = True
     ) -> FailureDecision:
-        """An accepted result could not be kept (invalid image, disk error): retry the task."""
+        """An accepted result could not be kept (invalid image, disk error): retry the task.
+
+        ``counted=False`` when the fault is ours, not the prompt's (a full disk): the task goes
+        back to the queue without a failure against it.
+        """
         if self._completing.pop(task_id, None) != attempt:
             raise ValueError(f"task {task_id} attempt {attempt} was not accepted")
         slot = self.tasks[task_id]
@@ -270,6 +274,8 @@ class Scheduler:
             return FailureDecision(
                 slot.id, attempt, previous, slot.failures, 0.0, counted=False, stale=True
             )
+        if not counted:
+            return self._requeue(slot, attempt, now, counted=False)
         self._set_state(slot, TaskState.QUEUED)
         return self._after_failure(slot, attempt, kind, now, counted=True)
 

@@ -16,9 +16,11 @@ import concurrent.futures
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from novelgen_desktop.errors import StoreError
 from novelgen_desktop.output.writer import fsync_folders
 from novelgen_desktop.store.database import Store
 from novelgen_desktop.store.manifest import ManifestWriter
@@ -47,9 +49,11 @@ class DurableWriter:
         settings: WriterSettings,
         *,
         first_snapshot_seq: int,
+        on_failure: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.job_id = job_id
         self.settings = settings
+        self._on_failure = on_failure
         self._out_dir = manifest_path.parent
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store")
         self._snapshot_executor = concurrent.futures.ThreadPoolExecutor(
@@ -93,7 +97,13 @@ class DurableWriter:
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.settings.flush_interval)
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception as exc:  # reported through on_failure and close()
+                self.error = exc
+                if self._on_failure is not None:
+                    self._on_failure(exc)
+                return
 
     async def flush(self, *, force_snapshot: bool = False) -> None:
         """Commit everything submitted so far; returns once it is durable."""
@@ -117,11 +127,19 @@ class DurableWriter:
         self._stopping.set()
         if self._flush_task is not None:
             await self._flush_task  # finishes its current flush, then leaves the loop
-        await self.flush(force_snapshot=final_snapshot)
-        self._closed = True
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._close_thread_side)
-        self._executor.shutdown(wait=True)
+        try:
+            if self.error is None:
+                await self.flush(force_snapshot=final_snapshot)
+        finally:
+            self._closed = True
+            await loop.run_in_executor(self._executor, self._close_thread_side)
+            self._executor.shutdown(wait=True)
+        if self.error is not None:
+            raise StoreError(
+                f"progress could not be recorded ({self.error}); the images already written "
+                "are kept and will be counted on resume"
+            ) from self.error
 
     # --- writer thread --------------------------------------------------------------------
 

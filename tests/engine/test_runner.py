@@ -936,3 +936,63 @@ def test_stop_now_does_not_wait_for_slow_attempts_and_requeues_them(
     assert states[TaskState.LEASED] == 0
     assert states[TaskState.QUEUED] == 6
     assert dict(outcomes) == {"interrupted": 2}
+
+
+def test_full_disk_stops_the_job_without_counting_failures(
+    make_job: Callable[..., Job], paths: DataPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC is the machine's fault, not the prompts': stop, keep every task retryable."""
+    import errno as errno_module
+
+    from novelgen_desktop.engine import runner as runner_module
+    from novelgen_desktop.output.writer import OutputWriteError
+
+    real_write = runner_module.write_image_atomically
+    writes = {"n": 0}
+
+    def write_until_full(*args: Any, **kwargs: Any) -> Any:
+        writes["n"] += 1
+        if writes["n"] > 3:
+            raise OutputWriteError(
+                "cannot write x.png: [Errno 28] No space left on device", errno_module.ENOSPC
+            )
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(runner_module, "write_image_atomically", write_until_full)
+    job = make_job(20)
+    summary = run(job.runner([FakeWorker("w1"), FakeWorker("w2")]))
+
+    assert summary.stopped_early is True
+    assert summary.stop_reason is not None and "disk is full" in summary.stop_reason
+    assert summary.state is JobState.RUNNING  # resumable
+    assert summary.counts[TaskState.DONE] == 3
+    assert summary.counts[TaskState.DEAD] == 0
+    assert all(t["failures"] == 0 for t in job.task_rows().values())
+    assert any(e["kind"] == "disk_full" for e in job.events())
+
+
+def test_a_failing_store_stops_the_run_and_is_reported(
+    make_job: Callable[..., Job], paths: DataPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If progress cannot be recorded, the run stops at once with a StoreError instead of
+    drawing images nobody will count."""
+    from novelgen_desktop.errors import StoreError
+    from novelgen_desktop.store.database import Store
+
+    real_apply = Store.apply
+    calls = {"n": 0}
+
+    def apply_then_fail(self: Store, ops: Any, **kwargs: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise StoreError("disk I/O error")
+        real_apply(self, ops, **kwargs)
+
+    monkeypatch.setattr(Store, "apply", apply_then_fail)
+    job = make_job(200)
+    workers = [FakeWorker("w1", latency=0.01), FakeWorker("w2", latency=0.01)]
+    runner = job.runner(workers)
+    with pytest.raises(StoreError, match="progress could not be recorded"):
+        run(runner)
+    drawn = sum(len(w.calls) for w in workers)
+    assert drawn < 200, "the run went on drawing after the store failed"
