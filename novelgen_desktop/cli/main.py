@@ -364,8 +364,9 @@ def _print_summary(store: Store, summary: RunSummary) -> int:
             print(f"  retry the {dead} dead task(s): novelgen retry-dead {job.id}", file=sys.stderr)
         if refused:
             print(
-                f"  {refused} refused by the content policy; after editing their prompts: "
-                f"novelgen retry-dead {job.id} --include-refused",
+                f"  {refused} refused by the content policy: rephrase those panels (listed "
+                "above with their script lines) and import them again, or retry them as they "
+                f"are: novelgen retry-dead {job.id} --include-refused",
                 file=sys.stderr,
             )
     return EXIT_INCOMPLETE
