@@ -59,12 +59,11 @@ class ProgressDisplay:
             # Imported here: rich costs ~0.15 s of start-up, which a resume does not need
             # when its output goes to a log.
             from rich.console import Console  # noqa: PLC0415
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn  # noqa: PLC0415
+            from rich.progress import BarColumn, Progress, TextColumn  # noqa: PLC0415
 
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
+                BarColumn(bar_width=24),
                 TextColumn("{task.fields[line]}"),
                 console=Console(file=self.stream),
                 refresh_per_second=4,
