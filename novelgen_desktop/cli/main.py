@@ -20,8 +20,6 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from novelgen_desktop import __version__
 from novelgen_desktop.cli.display import ProgressDisplay, format_duration
 from novelgen_desktop.engine.joblock import JobLock
@@ -265,6 +263,8 @@ async def _run_job_locked(
     def report_first_dispatch() -> None:
         """``NOVELGEN_TIMINGS=1``: how long start-up took, for the resume benchmark."""
         if os.environ.get("NOVELGEN_TIMINGS"):
+            import psutil  # noqa: PLC0415 - only for this diagnostic
+
             started = psutil.Process().create_time()
             print(
                 f"novelgen: timing: first dispatch {time.time() - started:.3f} s after "
