@@ -317,6 +317,16 @@ def test_rate_limit_without_reset_time_uses_default_cooldown() -> None:
     assert s.cooldowns["a1"] == 910.0
 
 
+@pytest.mark.parametrize("retry_after", [0.0, -5.0])
+def test_rate_limit_with_an_announced_zero_reset_is_taken_as_given(retry_after: float) -> None:
+    s = make(1)
+    lease = lease_of(s, "w1", 0.0)
+    decision = s.report_failure(1, lease.attempt, ErrorKind.RATE_LIMITED, 10.0, retry_after)
+    assert decision is not None and not decision.counted
+    assert decision.cooldown == ("a1", 10.0)
+    assert s.account_available("a1", 10.0)
+
+
 def test_no_worker_of_a_cooling_account_gets_work_until_reset() -> None:
     s = make(3, workers={"w1": "a1", "w2": "a1"})
     lease = lease_of(s, "w1", 0.0)
@@ -476,6 +486,19 @@ def test_stale_failure_of_an_expired_attempt_changes_nothing() -> None:
     assert "a1" not in s.cooldowns
 
 
+def test_stale_failure_while_the_task_waits_in_the_queue_changes_nothing() -> None:
+    """The expiry already counted the attempt; its own late failure report must not count
+    again or move the backoff."""
+    s = make(1)
+    lease = lease_of(s, "w1", 0.0)
+    [expiry] = s.expire_leases(lease.deadline)
+    decision = s.report_failure(1, lease.attempt, ErrorKind.TIMEOUT, lease.deadline + 1)
+    assert decision is not None and decision.stale and not decision.counted
+    assert decision.state is TaskState.QUEUED
+    assert s.tasks[1].failures == expiry.failures == 1
+    assert s.tasks[1].not_before == expiry.not_before
+
+
 def test_failure_for_an_attempt_never_issued_is_none() -> None:
     s = make(1)
     lease_of(s, "w1", 0.0)
@@ -500,6 +523,27 @@ def test_abort_result_requeues_with_a_counted_failure() -> None:
     assert retry.attempt == 2
 
 
+def test_uncounted_abort_requeues_at_once_without_a_failure() -> None:
+    """Our fault (a full disk), not the prompt's: no failure, no backoff."""
+    s = make(1)
+    lease = lease_of(s, "w1", 0.0)
+    assert s.offer_result(1, lease.attempt).verdict is ResultVerdict.ACCEPT
+    decision = s.abort_result(1, lease.attempt, ErrorKind.OUTPUT_ERROR, 10.0, counted=False)
+    assert not decision.counted and decision.state is TaskState.QUEUED
+    assert s.tasks[1].failures == 0 and s.tasks[1].not_before == 0.0
+    assert lease_of(s, "w1", 10.0).attempt == 2
+
+
+def test_uncounted_abort_in_a_cancelled_job_cancels() -> None:
+    s = make(1)
+    lease = lease_of(s, "w1", 0.0)
+    assert s.offer_result(1, lease.attempt).verdict is ResultVerdict.ACCEPT
+    s.cancel()
+    decision = s.abort_result(1, lease.attempt, ErrorKind.OUTPUT_ERROR, 1.0, counted=False)
+    assert decision.state is TaskState.CANCELLED
+    assert s.is_finished()
+
+
 def test_abort_of_a_result_that_was_not_accepted_raises() -> None:
     s = make(1)
     lease_of(s, "w1", 0.0)
@@ -521,6 +565,30 @@ def test_abort_after_a_late_result_for_a_refused_task_keeps_it_refused() -> None
 
     assert s.offer_result(1, first.attempt).verdict is ResultVerdict.ACCEPT
     s.abort_result(1, first.attempt, ErrorKind.INVALID_IMAGE, expiry.not_before + 2)
+    assert state(s, 1) is TaskState.REFUSED
+    assert s.next_assignment("w1", 1e9) is None
+
+
+def test_abort_after_a_late_result_for_a_dead_task_keeps_it_dead_uncounted() -> None:
+    s = make(1, policy=SchedulerPolicy(max_failures=1), workers={"w1": "a1", "w2": "a2"})
+    lease = lease_of(s, "w1", 0.0)
+    [expiry] = s.expire_leases(lease.deadline)
+    assert expiry.state is TaskState.DEAD
+    assert s.offer_result(1, lease.attempt).verdict is ResultVerdict.ACCEPT
+    decision = s.abort_result(1, lease.attempt, ErrorKind.INVALID_IMAGE, lease.deadline + 1)
+    assert decision.state is TaskState.DEAD and not decision.counted
+    assert state(s, 1) is TaskState.DEAD
+    assert s.tasks[1].failures == 1  # the bad late image is not a new failure of the task
+    assert s.retry_dead() == [1]  # still revivable by hand
+
+
+def test_abort_after_a_result_for_the_refused_attempt_itself_keeps_it_refused() -> None:
+    """A confused worker reports a refusal, then an image for the same attempt."""
+    s = make(1)
+    lease = lease_of(s, "w1", 0.0)
+    s.report_failure(1, lease.attempt, ErrorKind.REFUSED, 1.0)
+    assert s.offer_result(1, lease.attempt).verdict is ResultVerdict.ACCEPT
+    s.abort_result(1, lease.attempt, ErrorKind.INVALID_IMAGE, 2.0)
     assert state(s, 1) is TaskState.REFUSED
     assert s.next_assignment("w1", 1e9) is None
 
@@ -654,6 +722,7 @@ def test_remove_worker_requeues_its_leases() -> None:
     # the removed worker's late failure report is stale; its late image is still kept
     stale = s.report_failure(a.task_id, a.attempt, ErrorKind.TIMEOUT, 7.0)
     assert stale is not None and stale.stale
+    assert s.tasks[a.task_id].failures == 1
     assert s.offer_result(b.task_id, b.attempt).verdict is ResultVerdict.ACCEPT
 
 
@@ -780,6 +849,19 @@ def test_next_wakeup_sees_a_later_backoff_behind_a_due_one() -> None:
     assert s.next_wakeup(15.0) == 20.0
 
 
+def test_next_wakeup_ignores_entries_of_tasks_no_longer_waiting() -> None:
+    """Task 1's backoff entry is left behind when a late result completes it; it must not
+    hide task 2's later backoff end once it is in the past."""
+    s = Scheduler(POLICY, rng=random.Random(0))
+    s.load(
+        [TaskSlot(id=1, seq=1, attempts=1, not_before=10.0), TaskSlot(id=2, seq=2, not_before=30.0)]
+    )
+    assert s.offer_result(1, 1).verdict is ResultVerdict.ACCEPT
+    s.confirm_done(1, 1)
+    assert s.next_wakeup(5.0) in (10.0, 30.0)  # an early spurious wakeup is harmless
+    assert s.next_wakeup(15.0) == 30.0
+
+
 def test_earliest_cooldown_end_only_when_every_account_cools() -> None:
     s = make(0, workers={"w1": "a1", "w2": "a2", "w3": "a2"})
     assert s.earliest_cooldown_end(0.0) is None
@@ -797,6 +879,19 @@ def test_earliest_cooldown_end_ignores_blocked_workers_accounts() -> None:
     assert s.earliest_cooldown_end(0.0) == 100.0
     s.block_worker("w1", "login required")
     assert s.earliest_cooldown_end(0.0) is None  # no usable account at all
+
+
+def test_all_workers_blocked() -> None:
+    s = make(0, workers={})
+    assert not s.all_workers_blocked()  # no workers is not "blocked by a person"
+    s.add_worker("w1", "a1")
+    s.add_worker("w2", "a1")
+    s.block_worker("w1", "login required")
+    assert not s.all_workers_blocked()
+    s.block_worker("w2", "login required")
+    assert s.all_workers_blocked()
+    s.block_worker("w2", None)
+    assert not s.all_workers_blocked()
 
 
 # --- is_finished ----------------------------------------------------------------------------

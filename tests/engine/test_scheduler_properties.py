@@ -252,11 +252,12 @@ class SchedulerMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.pending)
     @rule(
         pick=st.integers(0, 10),
-        outcome=st.sampled_from(["confirm", "abort"]),
+        outcome=st.sampled_from(["confirm", "abort", "abort_uncounted"]),
         kind=st.sampled_from([ErrorKind.INVALID_IMAGE, ErrorKind.OUTPUT_ERROR]),
     )
     def finish_writing(self, pick: int, outcome: str, kind: ErrorKind) -> None:
-        """The image of an accepted result was written (confirm) or turned out bad (abort)."""
+        """The image of an accepted result was written (confirm), turned out bad (abort) or
+        could not be stored through no fault of the prompt (abort_uncounted, e.g. full disk)."""
         tid = sorted(self.pending)[pick % len(self.pending)]
         attempt = self.pending.pop(tid)
         slot = self.s.tasks[tid]
@@ -268,16 +269,23 @@ class SchedulerMachine(RuleBasedStateMachine):
             assert slot.state is TaskState.DONE
             return
         failures = slot.failures
+        cancel_requested = slot.cancel_requested
         before = self.accepted_from.pop(tid)
-        decision = self.s.abort_result(tid, attempt, kind, self.now)
+        counted = outcome == "abort"
+        decision = self.s.abort_result(tid, attempt, kind, self.now, counted=counted)
         assert decision.state is slot.state
         if before.is_terminal:
             # a late image for a task already given up on: it goes back, nothing is counted
             assert slot.state is before and not decision.counted
             assert slot.failures == failures
             return
-        assert decision.counted
-        if slot.state is TaskState.QUEUED:
+        assert decision.counted is counted
+        if cancel_requested:
+            assert slot.state is TaskState.CANCELLED
+        elif not counted:
+            assert slot.state is TaskState.QUEUED
+            assert slot.failures == failures and slot.not_before == 0.0
+        elif slot.state is TaskState.QUEUED:
             assert slot.failures == failures + 1
             ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (slot.failures - 1))
             assert self.now <= slot.not_before <= self.now + ceiling
