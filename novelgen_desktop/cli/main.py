@@ -524,6 +524,8 @@ def cmd_jobs(args: argparse.Namespace, paths: DataPaths) -> int:
 def cmd_retry_dead(args: argparse.Namespace, paths: DataPaths) -> int:
     with _open(paths) as store:
         job = store.find_job(args.job)
+        if job.state is JobState.CANCELLED:
+            raise ConfigError(f"job {job.id} was cancelled; its tasks cannot be retried")
         count = store.retry_dead(job.id, include_refused=args.include_refused)
         print(
             f"requeued {count} task(s) of {job.id}"

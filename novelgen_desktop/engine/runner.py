@@ -595,6 +595,9 @@ class JobRunner:
         retry_after = failure.retry_after
         if failure.kind is ErrorKind.RATE_LIMITED and retry_after is None:
             retry_after = parse_reset_after(failure.message)
+        if failure.kind is ErrorKind.LOGIN_REQUIRED:
+            # About the worker, not the attempt: block it even if the report is stale.
+            self.scheduler.block_worker(worker.worker_id, "login required")
         decision = self.scheduler.report_failure(
             failure.task_id, failure.attempt, failure.kind, now, retry_after
         )

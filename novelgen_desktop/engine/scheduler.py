@@ -38,6 +38,9 @@ class SchedulerPolicy:
     backoff_base: float = 5.0
     backoff_cap: float = 300.0
     default_cooldown: float = 900.0  # when a rate limit names no reset time
+    # Floor on any cooldown: a reset announced as "0 seconds" (or a parsing slip) must not
+    # send the account straight back into the limit in a tight loop.
+    min_cooldown: float = 5.0
     worker_capacity: int = 1
 
 
@@ -317,9 +320,9 @@ class Scheduler:
         if kind is ErrorKind.RATE_LIMITED:
             # An announced reset is taken as given (even "0 seconds"); only a message with
             # no time at all falls back to the default rest.
-            wait = max(0.0, retry_after) if retry_after is not None else None
-            until = now + (wait if wait is not None else self.policy.default_cooldown)
-            self.set_cooldown(lease.account_id, until)
+            wait = retry_after if retry_after is not None else self.policy.default_cooldown
+            self.set_cooldown(lease.account_id, now + max(self.policy.min_cooldown, wait))
+            until = self.cooldowns[lease.account_id]  # an earlier, longer rest still stands
             decision = self._requeue(slot, lease.attempt, now, counted=False)
             return FailureDecision(
                 decision.task_id,
@@ -394,6 +397,9 @@ class Scheduler:
         return cancelled
 
     def retry_dead(self, *, include_refused: bool = False) -> list[int]:
+        """Requeue dead (and refused) tasks; nothing in a cancelled job, which never runs."""
+        if self.cancelled:
+            return []
         revived = []
         states = {TaskState.DEAD, TaskState.REFUSED} if include_refused else {TaskState.DEAD}
         for slot in self.tasks.values():

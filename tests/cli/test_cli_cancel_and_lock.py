@@ -78,3 +78,5 @@ def test_cancel_keeps_finished_images_and_cancels_the_rest(
     capsys.readouterr()
     assert main(["resume", job_id, *SIM]) == 2
     assert "was cancelled" in capsys.readouterr().err
+    assert main(["retry-dead", job_id]) == 2
+    assert "cannot be retried" in capsys.readouterr().err

@@ -114,6 +114,7 @@ def run_settings(**policy: Any) -> RunSettings:
         "backoff_cap": 0.05,
         "lease_seconds": 30.0,
         "max_failures": 5,
+        "min_cooldown": 0.5,  # the tests announce resets of a second or two
     }
     base.update(policy)
     return RunSettings(

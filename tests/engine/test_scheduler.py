@@ -317,14 +317,38 @@ def test_rate_limit_without_reset_time_uses_default_cooldown() -> None:
     assert s.cooldowns["a1"] == 910.0
 
 
-@pytest.mark.parametrize("retry_after", [0.0, -5.0])
-def test_rate_limit_with_an_announced_zero_reset_is_taken_as_given(retry_after: float) -> None:
+@pytest.mark.parametrize("retry_after", [0.0, -5.0, 1.0])
+def test_rate_limit_rest_is_never_shorter_than_the_floor(retry_after: float) -> None:
+    """A reset of "0 seconds" (or a parsing slip) must not send the account straight back
+    into the limit in a tight loop: every rest lasts at least ``min_cooldown``."""
     s = make(1)
+    floor = s.policy.min_cooldown
     lease = lease_of(s, "w1", 0.0)
     decision = s.report_failure(1, lease.attempt, ErrorKind.RATE_LIMITED, 10.0, retry_after)
     assert decision is not None and not decision.counted
-    assert decision.cooldown == ("a1", 10.0)
-    assert s.account_available("a1", 10.0)
+    assert decision.cooldown == ("a1", 10.0 + floor)
+    assert not s.account_available("a1", 10.0 + floor - 0.001)
+    assert s.account_available("a1", 10.0 + floor)
+
+
+def test_decision_reports_the_cooldown_that_really_stands() -> None:
+    s = make(2, workers={"w1": "a1", "w2": "a1"})
+    first = lease_of(s, "w1", 0.0)
+    second = lease_of(s, "w2", 0.0)
+    s.report_failure(first.task_id, first.attempt, ErrorKind.RATE_LIMITED, 0.0, 500.0)
+    decision = s.report_failure(second.task_id, second.attempt, ErrorKind.RATE_LIMITED, 0.0, 30.0)
+    assert decision is not None
+    assert decision.cooldown == ("a1", 500.0)  # the longer rest announced first still stands
+
+
+def test_retry_dead_in_a_cancelled_job_revives_nothing() -> None:
+    s = make(2, policy=SchedulerPolicy(max_failures=1))
+    lease = lease_of(s, "w1", 0.0)
+    s.report_failure(lease.task_id, lease.attempt, ErrorKind.PAGE_ERROR, 0.0)
+    assert s.tasks[lease.task_id].state is TaskState.DEAD
+    s.cancel()
+    assert s.retry_dead() == []
+    assert s.is_finished()
 
 
 def test_no_worker_of_a_cooling_account_gets_work_until_reset() -> None:
