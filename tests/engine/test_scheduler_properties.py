@@ -321,13 +321,16 @@ class SchedulerMachine(RuleBasedStateMachine):
         assert not decision.stale
         assert tid not in s.leases
         if kind is ErrorKind.RATE_LIMITED:
-            # an announced reset is taken as given (even 0 s); none at all: the default rest
-            wait = DEFAULT_COOLDOWN if retry_after is None else max(0.0, retry_after)
-            until = self.now + wait
+            # an announced reset is taken as given, but never shorter than the floor; none at
+            # all: the default rest. The decision reports the rest that stands (a longer one
+            # announced earlier wins).
+            wait = DEFAULT_COOLDOWN if retry_after is None else retry_after
+            until = self.now + max(s.policy.min_cooldown, wait)
+            standing = max(self.cooling.get(lease.account_id, -math.inf), until)
             assert not decision.counted
-            assert decision.cooldown == (lease.account_id, until)
+            assert decision.cooldown == (lease.account_id, standing)
             assert slot.failures == before[1]
-            self.cooling[lease.account_id] = max(self.cooling.get(lease.account_id, 0.0), until)
+            self.cooling[lease.account_id] = standing
         elif kind is ErrorKind.LOGIN_REQUIRED:
             assert not decision.counted and slot.failures == before[1]
             if lease.worker_id in s.workers:
