@@ -407,12 +407,18 @@ def test_verify_file(tmp_path: Path) -> None:
     assert not verify_file(result.path, result.sha256, result.size)
 
 
-@pytest.mark.skipif(os.name == "nt" or os.geteuid() == 0, reason="root ignores permissions")
-def test_verify_file_unreadable_is_an_error_not_false(tmp_path: Path) -> None:
+def test_verify_file_unreadable_is_an_error_not_false(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "Cannot tell" must never read as "lost". The permission error is injected rather than
+    made with chmod, so the test also runs as root (CI), which ignores file modes."""
+    from novelgen_desktop.output import writer as writer_module
+
     result = write_image_atomically(tmp_path, "x.png", DATA)
-    result.path.chmod(0)
-    try:
-        with pytest.raises(OutputWriteError, match="cannot verify"):
-            verify_file(result.path, result.sha256, result.size)
-    finally:
-        result.path.chmod(0o644)
+
+    def unreadable(path: Path | str) -> str:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(writer_module, "sha256_file", unreadable)
+    with pytest.raises(OutputWriteError, match="cannot verify"):
+        verify_file(result.path, result.sha256, result.size)
