@@ -1,0 +1,410 @@
+"""The hub's WebSocket endpoint (``docs/protocol.md``): handshake, auth, heartbeat, workers.
+
+One :class:`Session` per connection. The Origin rule is enforced at the HTTP handshake
+(``process_request`` answers 403), before any frame is read. The first frame must be a valid
+``hello`` with the pairing token within ``auth_timeout``; until then the transport accepts at
+most ``MAX_HELLO_FRAME`` bytes. Every authenticated worker is a :class:`RemoteWorker` in
+:attr:`Hub.workers`, keyed by its ``worker_id`` and kept across reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import re
+import secrets
+import time
+from collections import deque
+from collections.abc import Iterable
+from http import HTTPStatus
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import MultipleValuesError
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from novelgen_desktop.protocol.auth import origin_allowed, token_matches
+from novelgen_desktop.protocol.codes import CloseCode, ErrorCode, ProtocolError
+from novelgen_desktop.protocol.convert import worker_failure, worker_result
+from novelgen_desktop.protocol.framing import ImageReceiver
+from novelgen_desktop.protocol.messages import (
+    AUTH_TIMEOUT,
+    HEARTBEAT_INTERVAL,
+    ID,
+    IDLE_TIMEOUT,
+    MAX_HELLO_FRAME,
+    MAX_IMAGE_BYTES,
+    MAX_TEXT_FRAME,
+    Ack,
+    Bye,
+    ByeReason,
+    Error,
+    Heartbeat,
+    Hello,
+    Message,
+    Progress,
+    Result,
+    Role,
+    Status,
+    TaskError,
+    Welcome,
+    decode,
+    encode,
+    negotiate,
+)
+from novelgen_desktop.server.remote_worker import (
+    RESTART_GRACE,
+    LateOutcomeHandler,
+    RemoteWorker,
+)
+
+log = logging.getLogger(__name__)
+
+SERVER_NAME = "novelgen-desktop/0.1.0"
+REFUSED_LIMIT = 20
+"""Refused frames allowed per ``REFUSED_WINDOW`` seconds before closing with 4008."""
+REFUSED_WINDOW = 60.0
+_ID_PATTERN = re.compile(ID)
+
+
+class _ClosedError(Exception):
+    """The session must end now (the close frame was already sent)."""
+
+
+class Session:
+    """One authenticated (or authenticating) connection."""
+
+    def __init__(self, hub: Hub, ws: ServerConnection) -> None:
+        self.hub = hub
+        self.ws = ws
+        self.session_id = "s-" + secrets.token_hex(6)
+        self.role: Role | None = None
+        self.hello: Hello | None = None
+        self.worker: RemoteWorker | None = None
+        self.receiver = ImageReceiver()
+        self.last_received = time.monotonic()
+        self.last_sent = time.monotonic()
+        self.refused: deque[float] = deque()
+        self._heartbeat_seq = 0
+
+    async def send(self, message: Message) -> bool:
+        """Send one frame; False if the connection is gone."""
+        text = encode(message)
+        try:
+            await self.ws.send(text)
+        except ConnectionClosed:
+            return False
+        self.last_sent = time.monotonic()
+        return True
+
+    async def close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close(code, reason)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            if not await self._authenticate():
+                return
+            heartbeat = asyncio.create_task(self._heartbeats())
+            try:
+                await self._serve()
+            finally:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
+        except _ClosedError:
+            pass
+        except ConnectionClosed:
+            pass
+        except Exception:
+            log.exception("session %s failed", self.session_id)
+            await self.close(CloseCode.INTERNAL_ERROR, "internal_error")
+        finally:
+            self.hub._session_ended(self)
+
+    async def _authenticate(self) -> bool:
+        hub = self.hub
+        try:
+            async with asyncio.timeout(hub.auth_timeout):
+                first = await self.ws.recv()
+        except TimeoutError:
+            await self.close(CloseCode.AUTH_TIMEOUT, "auth_timeout")
+            return False
+        hello: Message | None = None
+        if isinstance(first, str):
+            with contextlib.suppress(ProtocolError):
+                hello = decode(first, max_chars=MAX_HELLO_FRAME)
+        # One verdict for every failure (malformed, not a hello, wrong token): nothing leaks.
+        if not isinstance(hello, Hello) or not token_matches(hello.token, hub.token):
+            await self.close(CloseCode.UNAUTHORIZED, "unauthorized")
+            return False
+        version = negotiate(hello.versions)
+        if version is None:
+            await self.send(
+                Error(code=ErrorCode.BAD_VERSION, message="no common protocol version; hub: [1]")
+            )
+            await self.close(CloseCode.VERSION_UNSUPPORTED, "version_unsupported")
+            return False
+        self.hello, self.role = hello, hello.role
+        self.ws.protocol.max_message_size = MAX_TEXT_FRAME
+        self.last_received = time.monotonic()
+        welcome = Welcome(
+            version=version,
+            session_id=self.session_id,
+            heartbeat_interval=min(19.0, max(1.0, hub.heartbeat_interval)),
+            idle_timeout=min(600.0, max(5.0, hub.idle_timeout)),
+            max_frame_bytes=MAX_TEXT_FRAME,
+            max_image_bytes=MAX_IMAGE_BYTES,
+            server=SERVER_NAME,
+        )
+        if not await self.send(welcome):
+            return False
+        if hello.role is Role.WORKER:
+            await hub._attach_worker(self, hello)
+        return True
+
+    async def _heartbeats(self) -> None:
+        interval = self.hub.heartbeat_interval
+        while True:
+            await asyncio.sleep(max(0.0, self.last_sent + interval - time.monotonic()))
+            if time.monotonic() - self.last_sent >= interval:
+                self._heartbeat_seq += 1
+                if not await self.send(Heartbeat(ts=time.time(), seq=self._heartbeat_seq)):
+                    return
+
+    async def _serve(self) -> None:
+        idle = self.hub.idle_timeout
+        while True:
+            remaining = self.last_received + idle - time.monotonic()
+            try:
+                async with asyncio.timeout(max(0.0, remaining)):
+                    frame = await self.ws.recv()
+            except TimeoutError:
+                await self.close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat_timeout")
+                return
+            self.last_received = time.monotonic()
+            try:
+                if isinstance(frame, bytes):
+                    await self._binary(frame)
+                else:
+                    await self._text(frame)
+            except ProtocolError as err:
+                await self._refuse(err, frame if isinstance(frame, str) else None)
+            except (_ClosedError, ConnectionClosed):
+                raise
+            except Exception:
+                log.exception("session %s: handling a frame failed", self.session_id)
+                await self._refuse(ProtocolError(ErrorCode.INTERNAL, "the hub failed"), None)
+
+    async def _refuse(self, err: ProtocolError, text: str | None) -> None:
+        now = time.monotonic()
+        self.refused.append(now)
+        while self.refused and self.refused[0] < now - self.hub.refused_window:
+            self.refused.popleft()
+        await self.send(
+            Error(
+                code=err.code,
+                message=err.message[:4096],
+                re=_request_id(text),
+                field=err.field[:256] if err.field is not None else None,
+            )
+        )
+        if len(self.refused) >= self.hub.refused_limit:
+            await self.close(CloseCode.POLICY, "policy")
+            raise _ClosedError
+
+    async def _binary(self, frame: bytes) -> None:
+        result, image = self.receiver.binary_frame(frame)
+        await self._deliver(result, image)
+
+    async def _text(self, text: str) -> None:
+        try:
+            self.receiver.text_frame()
+        except ProtocolError as err:
+            await self._refuse(err, None)  # the announcement is dropped; go on with the text
+        message = decode(text, sender=self.role)
+        if isinstance(message, Heartbeat):
+            return
+        if isinstance(message, Bye):
+            await self.close(CloseCode.NORMAL, "bye")
+            raise _ClosedError
+        worker = self.worker
+        if worker is None:  # a client: no job service is attached to the hub yet
+            raise ProtocolError(
+                ErrorCode.INTERNAL, f"{message.type!r} is not served yet: no job service attached"
+            )
+        if isinstance(message, Result):
+            image = self.receiver.announce(message)
+            if image is not None:
+                await self._deliver(message, image)
+        elif isinstance(message, TaskError):
+            outcome = worker.deliver(worker_failure(message))
+            await self.send(Ack(task_id=message.task_id, attempt=message.attempt, outcome=outcome))
+        elif isinstance(message, Progress):
+            worker.check_attempt(int(message.task_id), message.attempt)
+            worker.last_progress = message
+        elif isinstance(message, Status):
+            worker.last_status = message
+
+    async def _deliver(self, result: Result, image: bytes) -> None:
+        worker = self.worker
+        if worker is None:
+            raise ProtocolError(ErrorCode.FORBIDDEN_ROLE, "only a worker may send results")
+        outcome = worker.deliver(worker_result(result, image))
+        await self.send(Ack(task_id=result.task_id, attempt=result.attempt, outcome=outcome))
+
+
+def _request_id(text: str | None) -> str | None:
+    """The ``request_id`` of a refused frame, when it can be read at all."""
+    if text is None or len(text) > 2**20:
+        return None
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    value = obj.get("request_id") if isinstance(obj, dict) else None
+    return value if isinstance(value, str) and _ID_PATTERN.fullmatch(value) else None
+
+
+class Hub:
+    """The WebSocket endpoint. ``token`` is the pairing token; ``extension_ids`` the paired
+    extensions (their ``chrome-extension://<id>`` Origin is allowed). Timings are injectable
+    so tests run fast; the advertised ``welcome`` values are clamped to the spec's bounds."""
+
+    def __init__(
+        self,
+        token: str,
+        *,
+        extension_ids: Iterable[str] = (),
+        auth_timeout: float = AUTH_TIMEOUT,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL,
+        idle_timeout: float = IDLE_TIMEOUT,
+        restart_grace: float = RESTART_GRACE,
+        refused_limit: int = REFUSED_LIMIT,
+        refused_window: float = REFUSED_WINDOW,
+        on_late_outcome: LateOutcomeHandler | None = None,
+    ) -> None:
+        self.token = token
+        self.extension_ids = frozenset(extension_ids)
+        self.auth_timeout = auth_timeout
+        self.heartbeat_interval = heartbeat_interval
+        self.idle_timeout = idle_timeout
+        self.restart_grace = restart_grace
+        self.refused_limit = refused_limit
+        self.refused_window = refused_window
+        self.on_late_outcome = on_late_outcome
+        self.workers: dict[str, RemoteWorker] = {}
+        self.sessions: set[Session] = set()
+        self._server: Server | None = None
+        self._stopping = False
+        self._changed = asyncio.Condition()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- server ---------------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Listen on the loopback interface; returns the bound port."""
+        if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
+            raise ValueError(f"the hub binds the loopback interface only, not {host!r}")
+        self._stopping = False
+        self._server = await serve(
+            self._handle,
+            host,
+            port,
+            process_request=self._process_request,
+            compression=None,
+            max_size=MAX_HELLO_FRAME,
+            ping_interval=None,
+        )
+        sockets = list(self._server.sockets)
+        return int(sockets[0].getsockname()[1])
+
+    async def stop(self, reason: ByeReason = ByeReason.SHUTDOWN) -> None:
+        """Say ``bye`` to every authenticated peer, close with 1001 and stop listening."""
+        self._stopping = True
+        server, self._server = self._server, None
+        sessions = [s for s in self.sessions if s.role is not None]
+
+        async def goodbye(session: Session) -> None:
+            await session.send(Bye(reason=reason))
+            await session.close(CloseCode.GOING_AWAY, "going_away")
+
+        await asyncio.gather(*(goodbye(s) for s in sessions), return_exceptions=True)
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+        for worker in self.workers.values():
+            worker._attached.set()  # wake restart() waiters: they see the hub stopping
+
+    @property
+    def is_stopping(self) -> bool:
+        return self._stopping
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        try:
+            origin = request.headers.get("Origin")
+        except MultipleValuesError:
+            return connection.respond(HTTPStatus.FORBIDDEN, "forbidden_origin\n")
+        if not origin_allowed(origin, self.extension_ids):
+            return connection.respond(HTTPStatus.FORBIDDEN, "forbidden_origin\n")
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        session = Session(self, ws)
+        self.sessions.add(session)
+        await session.run()
+
+    # -- workers --------------------------------------------------------------------------
+
+    async def _attach_worker(self, session: Session, hello: Hello) -> None:
+        assert hello.worker_id is not None and hello.account_id is not None
+        assert hello.kind is not None
+        worker = self.workers.get(hello.worker_id)
+        if worker is None:
+            worker = RemoteWorker(
+                hello.worker_id,
+                hello.account_id,
+                hello.kind,
+                restart_grace=self.restart_grace,
+                on_late_outcome=self.on_late_outcome,
+                is_stopping=lambda: self._stopping,
+            )
+            self.workers[hello.worker_id] = worker
+        old = worker.session
+        if old is not None:
+            worker.detach(old, "replaced by a newer connection")
+            await old.send(Bye(reason=ByeReason.REPLACED))
+            await old.close(CloseCode.REPLACED, "replaced")
+        session.worker = worker
+        worker.attach(session, hello.account_id, hello.kind)
+        await self._notify()
+
+    def _session_ended(self, session: Session) -> None:
+        self.sessions.discard(session)
+        if session.worker is not None:
+            session.worker.detach(session, "connection lost")
+            with contextlib.suppress(RuntimeError):
+                task = asyncio.get_running_loop().create_task(self._notify())
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    def connected_workers(self) -> list[RemoteWorker]:
+        return [w for w in self.workers.values() if w.connected]
+
+    async def wait_for_workers(self, n: int, timeout: float) -> list[RemoteWorker]:
+        """The connected workers once at least ``n`` are; TimeoutError after ``timeout``."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: len(self.connected_workers()) >= n)
+        return self.connected_workers()
+
+
+__all__ = ["REFUSED_LIMIT", "REFUSED_WINDOW", "Hub", "Session"]

@@ -1,0 +1,163 @@
+"""A worker on the other end of a WebSocket connection, seen by the engine as a ``Worker``.
+
+The hub owns the connections; a :class:`RemoteWorker` is keyed by the worker's ``worker_id``
+and outlives them: after a drop the same instance is re-attached when the worker says hello
+again, which is what :meth:`RemoteWorker.restart` waits for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from novelgen_desktop.engine.model import Assignment, WorkerOutcome
+from novelgen_desktop.engine.worker import WorkerCrashed
+from novelgen_desktop.protocol.codes import ErrorCode, ProtocolError
+from novelgen_desktop.protocol.convert import assign_from
+from novelgen_desktop.protocol.messages import Cancel, Progress, Status
+
+if TYPE_CHECKING:
+    from novelgen_desktop.server.hub import Session
+
+RESTART_GRACE = 30.0
+"""How long :meth:`RemoteWorker.restart` waits for the worker to reconnect."""
+_REMEMBERED = 1000  # attempts remembered per worker (issued / finished), oldest forgotten
+
+LateOutcomeHandler = Callable[["RemoteWorker", WorkerOutcome], str]
+"""Called for a result/task_error of an attempt issued earlier but no longer in flight (the
+worker crashed and came back); returns the ``ack`` outcome (the scheduler's verdict)."""
+
+
+class RemoteWorker:
+    """``engine.worker.Worker`` for one remote worker instance (one ``worker_id``)."""
+
+    def __init__(
+        self,
+        worker_id: str,
+        account_id: str,
+        kind: str,
+        *,
+        restart_grace: float = RESTART_GRACE,
+        on_late_outcome: LateOutcomeHandler | None = None,
+        is_stopping: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.worker_id = worker_id
+        self.account_id = account_id
+        self.kind = kind
+        self.restart_grace = restart_grace
+        self.on_late_outcome = on_late_outcome
+        self._is_stopping = is_stopping
+        self.session: Session | None = None
+        self.last_progress: Progress | None = None
+        self.last_status: Status | None = None
+        self._attached = asyncio.Event()
+        self._in_flight: tuple[int, int] | None = None
+        self._future: asyncio.Future[WorkerOutcome] | None = None
+        self._issued: OrderedDict[tuple[int, int], None] = OrderedDict()
+        self._finished: OrderedDict[tuple[int, int], None] = OrderedDict()
+
+    # -- engine side ----------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self.session is not None
+
+    @property
+    def busy(self) -> bool:
+        return self._in_flight is not None
+
+    async def execute(self, assignment: Assignment) -> WorkerOutcome:
+        """Send ``assign`` and wait for the matching ``result`` or ``task_error``."""
+        session = self.session
+        if session is None:
+            raise WorkerCrashed(f"worker {self.worker_id} is not connected")
+        if self._in_flight is not None:
+            raise RuntimeError(f"worker {self.worker_id} already has an attempt in flight")
+        key = (assignment.task_id, assignment.attempt)
+        frame = assign_from(assignment)
+        future: asyncio.Future[WorkerOutcome] = asyncio.get_running_loop().create_future()
+        self._in_flight, self._future = key, future
+        _remember(self._issued, key)
+        try:
+            if not await session.send(frame):
+                raise WorkerCrashed(f"worker {self.worker_id}: connection lost sending assign")
+            return await future
+        except asyncio.CancelledError:
+            if self.session is not None and (future.cancelled() or not future.done()):
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._send_cancel(frame.task_id, frame.attempt))
+            raise
+        finally:
+            if self._future is future:
+                self._in_flight, self._future = None, None
+
+    async def _send_cancel(self, task_id: str, attempt: int) -> None:
+        session = self.session
+        if session is not None:
+            await session.send(Cancel(task_id=task_id, attempt=attempt, reason="cancelled"))
+
+    async def restart(self) -> bool:
+        """True once the same worker id is connected again (within ``restart_grace``)."""
+        if self.session is not None:
+            return True
+        if self._is_stopping():
+            return False
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.restart_grace):
+                await self._attached.wait()
+        return self.connected and not self._is_stopping()
+
+    # -- hub side -------------------------------------------------------------------------
+
+    def attach(self, session: Session, account_id: str, kind: str) -> None:
+        self.session = session
+        self.account_id, self.kind = account_id, kind
+        self._attached.set()
+
+    def detach(self, session: Session, reason: str) -> None:
+        """The connection ``session`` ended: an attempt in flight is lost with it."""
+        if self.session is not session:
+            return  # an older, replaced connection
+        self.session = None
+        self._attached.clear()
+        future = self._future
+        if future is not None and not future.done():
+            future.set_exception(WorkerCrashed(f"worker {self.worker_id}: {reason}"))
+
+    def check_attempt(self, task_id: int, attempt: int) -> None:
+        """Refuse (``unknown_task``) an attempt never assigned to this worker."""
+        if (task_id, attempt) not in self._issued:
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_TASK,
+                f"task {task_id} attempt {attempt} was never assigned to this worker",
+                field="task_id",
+            )
+
+    def deliver(self, outcome: WorkerOutcome) -> str:
+        """Hand a verified outcome over; returns the ``ack`` outcome."""
+        key = (outcome.task_id, outcome.attempt)
+        future = self._future
+        if key == self._in_flight and future is not None and not future.done():
+            future.set_result(outcome)
+            _remember(self._finished, key)
+            return "accepted"
+        if key in self._finished:
+            return "duplicate"
+        self.check_attempt(*key)
+        _remember(self._finished, key)
+        if self.on_late_outcome is not None:
+            return self.on_late_outcome(self, outcome)
+        return "unknown"
+
+
+def _remember(seen: OrderedDict[tuple[int, int], None], key: tuple[int, int]) -> None:
+    seen[key] = None
+    seen.move_to_end(key)
+    while len(seen) > _REMEMBERED:
+        seen.popitem(last=False)
+
+
+__all__ = ["RESTART_GRACE", "LateOutcomeHandler", "RemoteWorker"]
