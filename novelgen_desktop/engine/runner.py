@@ -25,6 +25,7 @@ from novelgen_desktop.engine.model import (
     JobState,
     TaskState,
     WorkerFailure,
+    WorkerOutcome,
     WorkerResult,
 )
 from novelgen_desktop.engine.progress import ProgressSnapshot, ProgressTracker, WorkerStats
@@ -32,6 +33,7 @@ from novelgen_desktop.engine.ratelimit import parse_reset_after
 from novelgen_desktop.engine.scheduler import (
     FailureDecision,
     Lease,
+    ResultDecision,
     ResultVerdict,
     Scheduler,
     SchedulerPolicy,
@@ -64,6 +66,11 @@ from novelgen_desktop.store.records import (
 
 ProgressCallback = Callable[["RunStatus"], None]
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+_ACK_FOR = {
+    ResultVerdict.ACCEPT: "accepted",
+    ResultVerdict.DUPLICATE: "duplicate",
+    ResultVerdict.UNKNOWN: "unknown",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,6 +456,23 @@ class JobRunner:
             self._notify()
             self._check_finished()
 
+    def deliver_late(self, worker: Worker, outcome: WorkerOutcome) -> str:
+        """An outcome for an attempt the worker no longer holds (its lease expired, or it
+        crashed and came back with the image). The verdict is returned at once — the hub acks
+        with it — and an accepted image is written in the background like any other.
+
+        Returns ``"accepted"``, ``"duplicate"`` or ``"unknown"``.
+        """
+        if isinstance(outcome, WorkerFailure):
+            self._handle_failure(worker, outcome)  # stale: only the attempt's record changes
+            return "accepted"
+        decision = self._offer(worker, outcome)
+        if decision.verdict is ResultVerdict.ACCEPT:
+            keep = asyncio.ensure_future(self._keep_result(worker, outcome, self.clock(), decision))
+            self._in_flight.add(keep)
+            keep.add_done_callback(self._in_flight.discard)
+        return _ACK_FOR[decision.verdict]
+
     def _forget_worker(self, worker: Worker) -> None:
         """The worker is gone for good; with none left the run cannot progress."""
         self.workers.pop(worker.worker_id, None)
@@ -459,6 +483,13 @@ class JobRunner:
     # --- results --------------------------------------------------------------------------
 
     async def _handle_result(self, worker: Worker, result: WorkerResult, started: float) -> None:
+        decision = self._offer(worker, result)
+        if decision.verdict is ResultVerdict.ACCEPT:
+            await self._keep_result(worker, result, started, decision)
+
+    def _offer(self, worker: Worker, result: WorkerResult) -> ResultDecision:
+        """Decide synchronously whether a result is kept (the scheduler reserves the task, so
+        a second copy arriving before the first is written is already a duplicate)."""
         now = self.clock()
         decision = self.scheduler.offer_result(result.task_id, result.attempt)
         if decision.verdict is not ResultVerdict.ACCEPT:
@@ -482,11 +513,18 @@ class JobRunner:
                 worker_id=worker.worker_id,
                 task_id=result.task_id,
             )
-            return
+            return decision
         for superseded in decision.superseded:
             self.writer.submit(
                 AttemptEnded(superseded.task_id, superseded.attempt, now, "superseded")
             )
+        return decision
+
+    async def _keep_result(
+        self, worker: Worker, result: WorkerResult, started: float, decision: ResultDecision
+    ) -> None:
+        """Validate and write an accepted result, then count it (or give the task back)."""
+        now = self.clock()
         task = self.tasks[result.task_id]
         try:
             info = inspect_image(result.image)

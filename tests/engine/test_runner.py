@@ -997,3 +997,44 @@ def test_a_failing_store_stops_the_run_and_is_reported(
         run(runner)
     drawn = sum(len(w.calls) for w in workers)
     assert drawn < 200, "the run went on drawing after the store failed"
+
+
+def test_late_result_delivered_after_the_lease_expired_is_kept_once(
+    make_job: Callable[..., Job], paths: DataPaths
+) -> None:
+    """A worker that crashed with the image and came back delivers it late (through the hub):
+    the runner judges it at once (the hub's ack) and writes it once; a repeat is a duplicate."""
+    job = make_job(3)
+    slow_release = asyncio.Event()
+
+    async def hang_first(worker: FakeWorker, a: Assignment) -> WorkerOutcome | None:
+        if len(worker.calls) == 1:
+            await slow_release.wait()  # never answers in time: the lease expires
+            raise WorkerCrashed("tab died holding the image")
+        return None
+
+    slow = FakeWorker("slow", script=hang_first)
+    runner = job.runner([slow], run_settings(lease_seconds=0.2))
+    verdicts: list[str] = []
+
+    async def main() -> RunSummary:
+        task = asyncio.create_task(runner.run())
+        await wait_until(lambda: len(slow.calls) >= 1)
+        first = slow.calls[0]
+        await wait_until(
+            lambda: (
+                first.task_id not in runner.scheduler.leases
+                or runner.scheduler.leases[first.task_id].attempt != first.attempt
+            )
+        )
+        late = good(Assignment(first.task_id, first.attempt, "p", 0.0))
+        verdicts.append(runner.deliver_late(slow, late))
+        verdicts.append(runner.deliver_late(slow, late))  # the worker resends: duplicate
+        verdicts.append(runner.deliver_late(slow, good(Assignment(999, 1, "p", 0.0))))
+        slow_release.set()
+        return await asyncio.wait_for(task, RUN_TIMEOUT)
+
+    summary = asyncio.run(main())
+    assert verdicts == ["accepted", "duplicate", "unknown"]
+    assert summary.state is JobState.FINISHED
+    assert_job_complete_and_consistent(paths.root, job.id, 3)
