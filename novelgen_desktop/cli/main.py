@@ -28,13 +28,14 @@ from novelgen_desktop.engine.model import JobState, TaskState
 from novelgen_desktop.engine.recovery import open_store, reconcile_job
 from novelgen_desktop.engine.runner import JobRunner, RunSettings, RunSummary
 from novelgen_desktop.engine.scheduler import SchedulerPolicy
+from novelgen_desktop.engine.worker import Worker
 from novelgen_desktop.engine.writer import WriterSettings
 from novelgen_desktop.errors import ConfigError, JobNotFoundError, NovelGenError, StoreError
 from novelgen_desktop.output.naming import DEFAULT_TEMPLATE, NamingTemplate
 from novelgen_desktop.paths import DataPaths, resolve_data_dir
 from novelgen_desktop.sim.worker import SimBehaviour, make_simulated_workers
 from novelgen_desktop.store.database import Store
-from novelgen_desktop.store.records import JobRecord
+from novelgen_desktop.store.records import JobRecord, TaskRecord
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_STORE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -86,6 +87,12 @@ def _add_worker_options(parser: argparse.ArgumentParser) -> None:
     sim.add_argument("--sim-invalid-image-rate", type=_rate, help="broken images per attempt")
     sim.add_argument("--sim-crash-rate", type=_rate, help="worker crashes per attempt")
     sim.add_argument("--sim-image-size", type=int, help="image width/height in pixels (256)")
+    group.add_argument(
+        "--via-hub",
+        action="store_true",
+        help="connect the simulated workers over WebSocket through the hub "
+        "(the path extension tabs use)",
+    )
     sim.add_argument("--sim-seed", type=int, help="random seed of the simulation")
     sim.add_argument(
         "--sim-reuse-images",
@@ -210,6 +217,8 @@ def _settings_from_args(args: argparse.Namespace, saved: dict[str, Any]) -> dict
             settings[key] = value
     if getattr(args, "simulate", False):
         settings["simulate"] = True
+    if getattr(args, "via_hub", False):
+        settings["via_hub"] = True
     return settings
 
 
@@ -255,9 +264,53 @@ async def _run_job_locked(
             "real ChatGPT workers connect through the browser extension and the hub, which "
             "this build does not include yet; run with --simulate for simulated workers"
         )
-    workers = make_simulated_workers(
-        int(settings.get("workers", 3)), _behaviour(settings), accounts=settings.get("accounts")
+    count, behaviour = int(settings.get("workers", 3)), _behaviour(settings)
+    if settings.get("via_hub"):
+        # The same simulated tabs, as separate WebSocket peers of a real hub (issue 4).
+        from novelgen_desktop.server.local import (  # noqa: PLC0415 - only on this path
+            LateOutcomeRelay,
+            simulated_workers_over_hub,
+        )
+
+        relay = LateOutcomeRelay()
+        async with simulated_workers_over_hub(
+            count, behaviour, accounts=settings.get("accounts"), relay=relay
+        ) as remote:
+            return await _drive(
+                paths,
+                job,
+                tasks,
+                list(remote),
+                settings=settings,
+                cooldowns=cooldowns,
+                show=show,
+                relay=relay,
+            )
+    workers = make_simulated_workers(count, behaviour, accounts=settings.get("accounts"))
+    return await _drive(
+        paths,
+        job,
+        tasks,
+        list(workers),
+        settings=settings,
+        cooldowns=cooldowns,
+        show=show,
+        relay=None,
     )
+
+
+async def _drive(
+    paths: DataPaths,
+    job: JobRecord,
+    tasks: list[TaskRecord],
+    workers: list[Worker],
+    *,
+    settings: dict[str, Any],
+    cooldowns: dict[str, float],
+    show: bool,
+    relay: Any,
+) -> RunSummary:
+    """Run the job with these workers, with progress display and Ctrl-C handling."""
     display = ProgressDisplay() if show else None
 
     def report_first_dispatch() -> None:
@@ -283,6 +336,8 @@ async def _run_job_locked(
         on_progress=display.update if display else None,
         on_first_dispatch=report_first_dispatch,
     )
+    if relay is not None:
+        relay.target = runner.deliver_late
     loop = asyncio.get_running_loop()
     interrupts = 0
 
