@@ -27,6 +27,17 @@ def assign_from(assignment: Assignment) -> Assign:
     )
 
 
+def assignment_from(assign: Assign) -> Assignment:
+    """The engine assignment for an ``assign`` frame (the inverse of :func:`assign_from`)."""
+    return Assignment(
+        task_id=int(assign.task_id),
+        attempt=assign.attempt,
+        prompt=assign.prompt,
+        deadline=assign.deadline,
+        metadata=dict(assign.metadata or {}),
+    )
+
+
 def worker_result(result: Result, image: bytes) -> WorkerResult:
     """The engine's result for a verified image (see ``framing.ImageReceiver``)."""
     return WorkerResult(

@@ -36,7 +36,7 @@ from novelgen_desktop.engine.model import (
 )
 from novelgen_desktop.engine.worker import WorkerCrashed
 from novelgen_desktop.protocol.codes import CloseCode, ErrorCode, ProtocolError
-from novelgen_desktop.protocol.convert import task_error_from
+from novelgen_desktop.protocol.convert import assignment_from, task_error_from
 from novelgen_desktop.protocol.framing import image_frame
 from novelgen_desktop.protocol.messages import (
     SUPPORTED_VERSIONS,
@@ -86,17 +86,6 @@ class _End(enum.Enum):
 def new_instance_id() -> str:
     """A fresh id for one (simulated) process start; fits the ``tab_id`` bounds."""
     return "i-" + secrets.token_hex(8)
-
-
-def assignment_from(assign: Assign) -> Assignment:
-    """The engine assignment for an ``assign`` frame (inverse of ``convert.assign_from``)."""
-    return Assignment(
-        task_id=int(assign.task_id),
-        attempt=assign.attempt,
-        prompt=assign.prompt,
-        deadline=assign.deadline,
-        metadata=dict(assign.metadata or {}),
-    )
 
 
 def _frames(outcome: WorkerOutcome, elapsed: float) -> tuple[Message, bytes | None]:
@@ -459,7 +448,6 @@ __all__ = [
     "CAPABILITIES",
     "RemoteSimWorker",
     "SimAuthError",
-    "assignment_from",
     "new_instance_id",
     "run_sim_workers",
 ]

@@ -18,10 +18,10 @@ from novelgen_desktop.engine.model import (
 from novelgen_desktop.engine.ratelimit import parse_reset_after
 from novelgen_desktop.engine.worker import WorkerCrashed
 from novelgen_desktop.output.imagecheck import inspect_image
-from novelgen_desktop.protocol.convert import assign_from
+from novelgen_desktop.protocol.convert import assign_from, assignment_from
 from novelgen_desktop.protocol.messages import ByeReason
 from novelgen_desktop.server import Hub, RemoteWorker
-from novelgen_desktop.sim.remote import RemoteSimWorker, assignment_from, run_sim_workers
+from novelgen_desktop.sim.remote import RemoteSimWorker, run_sim_workers
 from novelgen_desktop.sim.worker import SimBehaviour
 
 TOKEN = "q3X9vJ2mK8wR5tY7uI0oP4aS6dF1gH3jL5zX7cV9bN2"
