@@ -222,6 +222,14 @@ def _settings_from_args(args: argparse.Namespace, saved: dict[str, Any]) -> dict
     return settings
 
 
+def _require_simulate(settings: dict[str, Any]) -> None:
+    if not settings.get("simulate"):
+        raise ConfigError(
+            "real ChatGPT workers connect through the browser extension and the hub, which "
+            "this build does not include yet; run with --simulate for simulated workers"
+        )
+
+
 def _behaviour(settings: dict[str, Any]) -> SimBehaviour:
     fields = SimBehaviour.__dataclass_fields__
     return SimBehaviour(**{k: v for k, v in settings.items() if k in fields})
@@ -259,11 +267,7 @@ async def _run_job_locked(
     job = store.find_job(job.id)
     tasks = report.tasks
     cooldowns = store.cooldowns(time.time())
-    if not settings.get("simulate"):
-        raise ConfigError(
-            "real ChatGPT workers connect through the browser extension and the hub, which "
-            "this build does not include yet; run with --simulate for simulated workers"
-        )
+    _require_simulate(settings)
     count, behaviour = int(settings.get("workers", 3)), _behaviour(settings)
     if settings.get("via_hub"):
         # The same simulated tabs, as separate WebSocket peers of a real hub (issue 4).
@@ -455,11 +459,7 @@ def cmd_run(args: argparse.Namespace, paths: DataPaths) -> int:
         return EXIT_USAGE
     settings = _settings_from_args(args, {})
     _behaviour(settings)  # validate simulation settings before creating the job
-    if not settings.get("simulate"):
-        raise ConfigError(
-            "real ChatGPT workers connect through the browser extension and the hub, which "
-            "this build does not include yet; run with --simulate for simulated workers"
-        )
+    _require_simulate(settings)
     out_root = Path(args.out).expanduser() if args.out else paths.default_output_dir
     name = args.name or Path(args.files[0]).stem
     with _open(paths) as store:

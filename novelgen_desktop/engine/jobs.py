@@ -22,6 +22,7 @@ from novelgen_desktop.output.naming import (
     NameFields,
     NamingTemplate,
     disambiguate,
+    slugify,
 )
 from novelgen_desktop.paths import DataPaths
 from novelgen_desktop.store.database import Store
@@ -48,11 +49,6 @@ def make_job_id(name: str, now: float | None = None) -> str:
     return f"{slug}-{stamp}-{secrets.token_hex(2)}"
 
 
-def _slug(text: str) -> str:
-    words = re.findall(r"[A-Za-z0-9]+", text.lower())
-    return "-".join(words)[:40].strip("-") or "panel"
-
-
 def plan_tasks(
     job_id: str, specs: Sequence[PromptSpec], template: NamingTemplate, first_task_id: int
 ) -> list[TaskRecord]:
@@ -72,7 +68,7 @@ def plan_tasks(
                 images=spec.images,
                 job=job_id,
                 task=task_id,
-                slug=_slug(spec.text),
+                slug=slugify(spec.text) or "panel",
                 extension=".png",
             )
             path = disambiguate(template.render(fields), lambda p: p.as_posix().lower() in taken)

@@ -14,6 +14,7 @@ Two levels:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import time
@@ -170,7 +171,8 @@ def _adopt_from_disk(
             except (OSError, InvalidImageError) as exc:
                 report.notes.append(f"{relative} is not a usable image ({exc}); task requeued")
                 continue
-            written = WrittenFile(path, relative.as_posix(), sha256_file(path), len(data))
+            digest = hashlib.sha256(data).hexdigest()  # the bytes are in hand: no second read
+            written = WrittenFile(path, relative.as_posix(), digest, len(data))
             attempt = max(task.attempts, 1)
             now = time.time()
             row = manifest_row(

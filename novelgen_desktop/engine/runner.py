@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import errno
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,7 +47,6 @@ from novelgen_desktop.output.imagecheck import ImageInfo, InvalidImageError, ins
 from novelgen_desktop.output.writer import (
     OutputExistsError,
     WrittenFile,
-    sha256_file,
     write_image_atomically,
 )
 from novelgen_desktop.paths import DataPaths
@@ -622,7 +622,7 @@ class JobRunner:
             return WrittenFile(
                 path=target,
                 relative=relative.as_posix(),
-                sha256=sha256_file(target),
+                sha256=hashlib.sha256(existing).hexdigest(),  # already read: no second read
                 size=len(existing),
             )
 

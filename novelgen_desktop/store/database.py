@@ -317,9 +317,6 @@ class Store:
             (state.value, time.time(), job_id),
         )
 
-    def set_manifest_offset(self, job_id: str, offset: int) -> None:
-        self._conn.execute("UPDATE jobs SET manifest_offset = ? WHERE id = ?", (offset, job_id))
-
     def set_snapshot_seq(self, job_id: str, seq: int) -> None:
         self._conn.execute("UPDATE jobs SET snapshot_seq = ? WHERE id = ?", (seq, job_id))
 
