@@ -396,7 +396,7 @@ def json_elements(draw: st.DrawFn) -> tuple[Any, dict[str, Any]]:
     if len(record) == 1 and draw(st.booleans()):
         return record["prompt"], record
     element = dict(record)
-    if "chapter" in element and draw(st.booleans()) and element["chapter"].strip().isdigit():
+    if "chapter" in element and draw(st.booleans()) and element["chapter"].strip().isdecimal():
         element["chapter"] = int(element["chapter"].strip())
     if draw(st.booleans()):
         key = draw(st.sampled_from(["prompt", "text", "description", "Prompt"]))
