@@ -82,6 +82,9 @@ class RunSettings:
     reaper_interval: float = 0.5
     stop_grace: float = 10.0  # on Ctrl-C, how long in-flight work may still finish
     progress_interval: float = 0.25
+    # A hub keeps a job going while workers come and go (tabs reconnect, a login is awaited);
+    # the command line stops when its own workers are gone or all blocked.
+    wait_for_workers: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,15 +216,23 @@ class JobRunner:
         self._stopping = False
         self._busy: set[str] = set()
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._loops: dict[str, asyncio.Task[None]] = {}
+        self._running = False
+        self._grace = self.settings.stop_grace
+        # Attempts being executed, so that one superseded by a late result can be called off.
+        self._calls: dict[tuple[int, int], asyncio.Future[WorkerOutcome]] = {}
+        self._called_off: set[tuple[int, int]] = set()
         self.duplicates_dropped = 0
         self.started_at = 0.0
         self.first_dispatch_at: float | None = None
 
     # --- control (from the CLI, signals, later the GUI and protocol clients) ---------------
 
-    def request_stop(self, *, now: bool = False) -> None:
-        """Stop dispatching; in-flight work may finish within ``stop_grace`` (``now=True``:
-        do not wait for it — a second Ctrl-C)."""
+    def request_stop(self, *, now: bool = False, grace: float | None = None) -> None:
+        """Stop dispatching; in-flight work may finish within ``grace`` (default
+        ``stop_grace``; ``now=True``: do not wait for it — a second Ctrl-C)."""
+        if grace is not None:
+            self._grace = grace
         self._stopping = True
         if now:
             self._force_stop.set()
@@ -233,6 +244,30 @@ class JobRunner:
         leave more for the next resume to adopt. Stop now; close() reports the error."""
         self.stop_reason = f"progress could not be recorded: {error}"
         self.request_stop(now=True)
+
+    def poke(self) -> None:
+        """Something outside changed (a worker's health): look at dispatch again."""
+        self._notify()
+
+    def add_worker(self, worker: Worker) -> None:
+        """A worker joined while the job runs (a tab connected to the hub)."""
+        known = self.workers.get(worker.worker_id)
+        loop = self._loops.get(worker.worker_id)
+        self.workers[worker.worker_id] = worker
+        if known is worker and loop is not None and not loop.done():
+            self._notify()
+            return
+        if self._running and not self._stopping:
+            self._start_worker(worker)
+        self._notify()
+
+    def _start_worker(self, worker: Worker) -> None:
+        self.scheduler.add_worker(worker.worker_id, worker.account_id)
+        self.progress.worker(worker.worker_id, worker.account_id)
+        self.writer.submit(
+            WorkerSeen(worker.worker_id, worker.account_id, worker.kind, self.clock())
+        )
+        self._loops[worker.worker_id] = asyncio.create_task(self._worker_loop(worker))
 
     def pause(self) -> None:
         self.scheduler.pause()
@@ -259,12 +294,9 @@ class JobRunner:
         self.started_at = time.monotonic()
         self.writer.start()
         self.writer.submit(JobUpdated(self.job.id, JobState.RUNNING))
-        now = self.clock()
-        for worker in self.workers.values():
-            self.scheduler.add_worker(worker.worker_id, worker.account_id)
-            self.progress.worker(worker.worker_id, worker.account_id)
-            self.writer.submit(WorkerSeen(worker.worker_id, worker.account_id, worker.kind, now))
-        loops = [asyncio.create_task(self._worker_loop(w)) for w in self.workers.values()]
+        self._running = True
+        for worker in list(self.workers.values()):
+            self._start_worker(worker)
         reaper = asyncio.create_task(self._reaper())
         reporter = asyncio.create_task(self._reporter())
         try:
@@ -272,7 +304,7 @@ class JobRunner:
                 self._finished.set()
             await self._finished.wait()
         finally:
-            await self._drain(loops)
+            await self._drain()
             reaper.cancel()
             reporter.cancel()
             for task in (reaper, reporter):
@@ -316,18 +348,18 @@ class JobRunner:
             return JobState.FINISHED
         return JobState.INCOMPLETE
 
-    async def _drain(self, loops: list[asyncio.Task[None]]) -> None:
+    async def _drain(self) -> None:
         """Let in-flight attempts finish (bounded), then stop the worker loops."""
         self._stopping = True
         self._notify()
-        pending = [t for t in loops if not t.done()]
+        pending = [t for t in self._loops.values() if not t.done()]
         if pending:
             all_done = asyncio.gather(*pending, return_exceptions=True)
             forced = asyncio.ensure_future(self._force_stop.wait())
             waiters: list[asyncio.Future[Any]] = [all_done, forced]
             await asyncio.wait(
                 waiters,
-                timeout=self.settings.stop_grace,
+                timeout=self._grace,
                 return_when=asyncio.FIRST_COMPLETED,
             )
             forced.cancel()
@@ -349,7 +381,12 @@ class JobRunner:
             await asyncio.wait_for(self._changed.wait(), timeout)
 
     def _check_finished(self) -> None:
-        if not self._stopping and not self._busy and self.scheduler.all_workers_blocked():
+        if (
+            not self._stopping
+            and not self._busy
+            and not self.settings.wait_for_workers
+            and self.scheduler.all_workers_blocked()
+        ):
             reasons = sorted({w.blocked_reason or "" for w in self.scheduler.workers.values()})
             self._event(
                 "error",
@@ -364,6 +401,18 @@ class JobRunner:
 
     async def _worker_loop(self, worker: Worker) -> None:
         while not self._stopping:
+            if self.workers.get(worker.worker_id) is not worker:
+                return  # replaced by a newer object for the same id
+            if not getattr(worker, "connected", True):
+                # A remote worker that dropped while idle: it holds nothing, so nothing is
+                # failed; wait for it to come back (or give it up after its grace period).
+                if not await worker.restart():
+                    self._give_up_worker(worker, "worker gone")
+                    return
+                continue
+            if not getattr(worker, "accepting_work", True):
+                await self._wait_for_change(1.0)  # unhealthy tab: no new work until it is ok
+                continue
             now = self.clock()
             lease = self.scheduler.next_assignment(worker.worker_id, now)
             if lease is None:
@@ -401,9 +450,17 @@ class JobRunner:
             metadata={"chapter": task.chapter, "page": task.page, "panel": task.panel},
         )
         self._busy.add(worker.worker_id)
+        key = (lease.task_id, lease.attempt)
         try:
+            call = asyncio.ensure_future(worker.execute(assignment))
+            self._calls[key] = call
             try:
-                outcome = await worker.execute(assignment)
+                outcome = await call
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if key in self._called_off and not (current and current.cancelling()):
+                    return  # superseded by a late result of an earlier attempt: not a failure
+                raise
             except WorkerCrashed as exc:
                 self._event(
                     "warning",
@@ -417,9 +474,7 @@ class JobRunner:
                     WorkerFailure(lease.task_id, lease.attempt, ErrorKind.WORKER_LOST, str(exc)),
                 )
                 if not await worker.restart():
-                    for decision in self.scheduler.remove_worker(worker.worker_id, self.clock()):
-                        self._persist_failure(decision, ErrorKind.WORKER_LOST, "worker gone")
-                    self._forget_worker(worker)
+                    self._give_up_worker(worker, "worker gone")
                 return
             if (outcome.task_id, outcome.attempt) != (lease.task_id, lease.attempt):
                 # A confused worker answered for something else: whatever it sent is judged
@@ -452,6 +507,8 @@ class JobRunner:
             else:
                 self._handle_failure(worker, outcome)
         finally:
+            self._calls.pop(key, None)
+            self._called_off.discard(key)
             self._busy.discard(worker.worker_id)
             self._notify()
             self._check_finished()
@@ -473,10 +530,22 @@ class JobRunner:
             keep.add_done_callback(self._in_flight.discard)
         return _ACK_FOR[decision.verdict]
 
-    def _forget_worker(self, worker: Worker) -> None:
-        """The worker is gone for good; with none left the run cannot progress."""
+    def _give_up_worker(self, worker: Worker, reason: str) -> None:
+        """The worker is gone for good: its leases go back to the queue. With none left a
+        command-line run cannot progress; a hub's run waits for workers to connect."""
+        if self.workers.get(worker.worker_id) is not worker:
+            return
+        for decision in self.scheduler.remove_worker(worker.worker_id, self.clock()):
+            self._persist_failure(decision, ErrorKind.WORKER_LOST, reason)
         self.workers.pop(worker.worker_id, None)
-        if not self.workers:
+        self._loops.pop(worker.worker_id, None)
+        self._event(
+            "warning",
+            "worker_gone",
+            f"worker {worker.worker_id}: {reason}",
+            worker_id=worker.worker_id,
+        )
+        if not self.workers and not self.settings.wait_for_workers:
             self._event("error", "no_workers", "every worker is gone; stopping")
             self.request_stop()
 
@@ -518,7 +587,25 @@ class JobRunner:
             self.writer.submit(
                 AttemptEnded(superseded.task_id, superseded.attempt, now, "superseded")
             )
+            self._call_off(superseded.task_id, superseded.attempt, worker.worker_id)
         return decision
+
+    def _call_off(self, task_id: int, attempt: int, by_worker: str) -> None:
+        """Another attempt of this task delivered first: stop this one (a remote worker is
+        sent ``cancel``) instead of paying for a second image."""
+        key = (task_id, attempt)
+        call = self._calls.get(key)
+        if call is None or call.done():
+            return
+        self._called_off.add(key)
+        call.cancel()
+        self._event(
+            "info",
+            "attempt_called_off",
+            f"task {task_id} attempt {attempt} cancelled: an earlier attempt delivered "
+            f"(worker {by_worker})",
+            task_id=task_id,
+        )
 
     async def _keep_result(
         self, worker: Worker, result: WorkerResult, started: float, decision: ResultDecision

@@ -135,6 +135,17 @@ _ANYONE = frozenset(Role)
 
 
 @dataclass(frozen=True, slots=True)
+class AttemptRef:
+    """One attempt a reconnecting worker still holds (``hello.holding``)."""
+
+    task_id: str = field(metadata=TASK_RULE)
+    attempt: int = field(metadata=ATTEMPT_RULE)
+
+
+MAX_HOLDING = 64
+
+
+@dataclass(frozen=True, slots=True)
 class Hello:
     """Peer → hub, first frame: token, role, versions and (workers) who it is."""
 
@@ -154,11 +165,13 @@ class Hello:
         default=(),
         metadata=rule(max_items=32, item=rule(min_len=1, max_len=64, pattern=ID)["rule"]),
     )
+    instance_id: str | None = field(default=None, metadata=ID_RULE)
+    holding: tuple[AttemptRef, ...] = field(default=(), metadata=rule(max_items=MAX_HOLDING))
 
     def validate(self) -> None:
         if self.role is Role.HUB:
             raise field_error("role", "a peer cannot claim the hub role")
-        worker_fields = ("worker_id", "account_id", "kind", "tab_id")
+        worker_fields = ("worker_id", "account_id", "kind", "tab_id", "instance_id")
         if self.role is Role.WORKER:
             for name in ("worker_id", "account_id", "kind"):
                 if getattr(self, name) is None:
@@ -169,6 +182,8 @@ class Hello:
                     raise field_error(name, "only allowed when role is worker")
             if self.capabilities:
                 raise field_error("capabilities", "only allowed when role is worker")
+            if self.holding:
+                raise field_error("holding", "only allowed when role is worker")
 
 
 @dataclass(frozen=True, slots=True)

@@ -339,7 +339,7 @@ class Hub:
             server.close()
             await server.wait_closed()
         for worker in self.workers.values():
-            worker._attached.set()  # wake restart() waiters: they see the hub stopping
+            worker.hub_stopping()
 
     @property
     def is_stopping(self) -> bool:
@@ -381,7 +381,7 @@ class Hub:
             await old.send(Bye(reason=ByeReason.REPLACED))
             await old.close(CloseCode.REPLACED, "replaced")
         session.worker = worker
-        worker.attach(session, hello.account_id, hello.kind)
+        worker.attach(session, hello)
         await self._notify()
 
     def _session_ended(self, session: Session) -> None:

@@ -3,6 +3,12 @@
 The hub owns the connections; a :class:`RemoteWorker` is keyed by the worker's ``worker_id``
 and outlives them: after a drop the same instance is re-attached when the worker says hello
 again, which is what :meth:`RemoteWorker.restart` waits for.
+
+A drop does not lose the attempt in flight at once: MV3 service workers are killed and
+restarted routinely, and a restarted worker that still holds the attempt (it says so in
+``hello.holding``) goes on and delivers. Only when the worker is not back within
+``restart_grace``, or comes back without the attempt (a crashed tab, a new process that
+forgot it), does ``execute`` raise ``WorkerCrashed`` and the lease go back to the queue.
 """
 
 from __future__ import annotations
@@ -17,13 +23,16 @@ from novelgen_desktop.engine.model import Assignment, WorkerOutcome
 from novelgen_desktop.engine.worker import WorkerCrashed
 from novelgen_desktop.protocol.codes import ErrorCode, ProtocolError
 from novelgen_desktop.protocol.convert import assign_from
-from novelgen_desktop.protocol.messages import Cancel, Progress, Status
+from novelgen_desktop.protocol.messages import Cancel, Hello, Progress, Status, TabHealth
 
 if TYPE_CHECKING:
     from novelgen_desktop.server.hub import Session
 
 RESTART_GRACE = 30.0
-"""How long :meth:`RemoteWorker.restart` waits for the worker to reconnect."""
+"""How long a disconnected worker keeps its attempt in flight (and :meth:`RemoteWorker.restart`
+waits) for the worker to reconnect."""
+_WORKABLE = frozenset({TabHealth.OK, TabHealth.LOADING})
+"""Tab health states in which a worker is given new work."""
 _REMEMBERED = 1000  # attempts remembered per worker (issued / finished), oldest forgotten
 
 LateOutcomeHandler = Callable[["RemoteWorker", WorkerOutcome], str]
@@ -53,6 +62,11 @@ class RemoteWorker:
         self.session: Session | None = None
         self.last_progress: Progress | None = None
         self.last_status: Status | None = None
+        self.instance_id: str | None = None
+        self.restarts = 0  # reconnections under a new instance id
+        self.connections = 0
+        self._detached_at: float | None = None
+        self._grace_timer: asyncio.TimerHandle | None = None
         self._attached = asyncio.Event()
         self._in_flight: tuple[int, int] | None = None
         self._future: asyncio.Future[WorkerOutcome] | None = None
@@ -68,6 +82,12 @@ class RemoteWorker:
     @property
     def busy(self) -> bool:
         return self._in_flight is not None
+
+    @property
+    def accepting_work(self) -> bool:
+        """Connected, and its last ``status`` (if any) says the tab can work."""
+        status = self.last_status
+        return self.session is not None and (status is None or status.tab_health in _WORKABLE)
 
     async def execute(self, assignment: Assignment) -> WorkerOutcome:
         """Send ``assign`` and wait for the matching ``result`` or ``task_error``."""
@@ -100,32 +120,88 @@ class RemoteWorker:
             await session.send(Cancel(task_id=task_id, attempt=attempt, reason="cancelled"))
 
     async def restart(self) -> bool:
-        """True once the same worker id is connected again (within ``restart_grace``)."""
+        """True once the same worker id is connected again, waiting at most what is left of
+        ``restart_grace`` since the connection dropped."""
         if self.session is not None:
             return True
         if self._is_stopping():
             return False
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.restart_grace):
-                await self._attached.wait()
+        loop = asyncio.get_running_loop()
+        dropped = self._detached_at if self._detached_at is not None else loop.time()
+        remaining = dropped + self.restart_grace - loop.time()
+        if remaining > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await self._attached.wait()
         return self.connected and not self._is_stopping()
 
     # -- hub side -------------------------------------------------------------------------
 
-    def attach(self, session: Session, account_id: str, kind: str) -> None:
+    def attach(self, session: Session, hello: Hello) -> None:
+        """A connection of this worker id said hello. An attempt in flight survives only if
+        the worker says it still holds it."""
+        assert hello.account_id is not None and hello.kind is not None
         self.session = session
-        self.account_id, self.kind = account_id, kind
+        self.account_id, self.kind = hello.account_id, hello.kind
+        if (
+            hello.instance_id is not None
+            and self.instance_id is not None
+            and hello.instance_id != self.instance_id
+        ):
+            self.restarts += 1
+        self.instance_id = hello.instance_id
+        self.connections += 1
+        self.last_status = None  # a new connection reports its own health
+        self._detached_at = None
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
+        holding = {(int(ref.task_id), ref.attempt) for ref in hello.holding}
+        future = self._future
+        if future is not None and not future.done() and self._in_flight not in holding:
+            future.set_exception(
+                WorkerCrashed(f"worker {self.worker_id} came back without its attempt")
+            )
         self._attached.set()
 
     def detach(self, session: Session, reason: str) -> None:
-        """The connection ``session`` ended: an attempt in flight is lost with it."""
+        """The connection ``session`` ended. An attempt in flight waits ``restart_grace`` for
+        the worker to come back with it."""
         if self.session is not session:
             return  # an older, replaced connection
         self.session = None
         self._attached.clear()
+        loop = asyncio.get_running_loop()
+        self._detached_at = loop.time()
         future = self._future
-        if future is not None and not future.done():
-            future.set_exception(WorkerCrashed(f"worker {self.worker_id}: {reason}"))
+        if future is None or future.done():
+            return
+        error = WorkerCrashed(f"worker {self.worker_id}: {reason}")
+        if self.restart_grace <= 0 or self._is_stopping():
+            future.set_exception(error)
+            return
+
+        def grace_over() -> None:
+            self._grace_timer = None
+            if self.session is None and self._future is future and not future.done():
+                future.set_exception(
+                    WorkerCrashed(
+                        f"worker {self.worker_id}: {reason}; not back within "
+                        f"{self.restart_grace:g} s"
+                    )
+                )
+
+        self._grace_timer = loop.call_later(self.restart_grace, grace_over)
+
+    def hub_stopping(self) -> None:
+        """The hub is going away: nothing in flight can be delivered any more."""
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
+        future = self._future
+        if self.session is None and future is not None and not future.done():
+            future.set_exception(WorkerCrashed(f"worker {self.worker_id}: hub stopping"))
+        self._attached.set()  # wake restart() waiters: they see the hub stopping
 
     def check_attempt(self, task_id: int, attempt: int) -> None:
         """Refuse (``unknown_task``) an attempt never assigned to this worker."""

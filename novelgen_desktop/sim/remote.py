@@ -7,7 +7,8 @@ until the hub acks it (resending it after a reconnect), heartbeats when idle, ob
 and ``bye``, and reconnects with capped exponential backoff when the connection drops. A
 simulated crash (``WorkerCrashed`` from the behaviour model) aborts the socket without a close
 frame, forgets everything a dead process would forget, and comes back after
-``behaviour.restart_delay`` as a new instance (a new instance id, sent as ``tab_id``).
+``behaviour.restart_delay`` as a new instance (a new ``instance_id``, holding nothing). A
+reconnect of a live instance lists what it still holds in ``hello.holding``.
 """
 
 from __future__ import annotations
@@ -39,9 +40,11 @@ from novelgen_desktop.protocol.codes import CloseCode, ErrorCode, ProtocolError
 from novelgen_desktop.protocol.convert import assignment_from, task_error_from
 from novelgen_desktop.protocol.framing import image_frame
 from novelgen_desktop.protocol.messages import (
+    MAX_HOLDING,
     SUPPORTED_VERSIONS,
     Ack,
     Assign,
+    AttemptRef,
     Bye,
     ByeReason,
     Cancel,
@@ -260,8 +263,9 @@ class RemoteSimWorker:
                 worker_id=self.sim.worker_id,
                 account_id=account_id,
                 kind=SimulatedWorker.kind,
-                tab_id=self.instance_id,
+                instance_id=self.instance_id,
                 capabilities=CAPABILITIES,
+                holding=self._holding(),
             )
             await ws.send(encode(hello))
             welcome = await self._welcome(ws)
@@ -284,6 +288,11 @@ class RemoteSimWorker:
                 await asyncio.gather(*helpers, return_exceptions=True)
                 if stop.is_set() or self._crashed.is_set():
                     await self._cancel_running()
+
+    def _holding(self) -> tuple[AttemptRef, ...]:
+        """What this instance still has: attempts running and outcomes not yet acked."""
+        keys = list(dict.fromkeys([*self._running, *self.unacked]))[:MAX_HOLDING]
+        return tuple(AttemptRef(task_id=task_id, attempt=attempt) for task_id, attempt in keys)
 
     async def _welcome(self, ws: ClientConnection) -> Welcome:
         try:

@@ -585,12 +585,15 @@ def test_late_result_arriving_first_wins(make_job: Callable[..., Job], paths: Da
     job, summary, slow, workers = _lease_race(make_job, late_first=True)
 
     assert summary.state is JobState.FINISHED
-    assert summary.duplicates_dropped == 1
+    # Attempt 2 is called off the moment attempt 1 delivers: no second image is produced.
+    assert summary.duplicates_dropped == 0
     assert_job_complete_and_consistent(paths.root, job.id, 10)
     assert calls_per_task(workers)[slow] == 2
     first, second = job.attempts(slow)
     assert first["outcome"] == "done"  # paid for, so kept even though its lease had expired
-    assert second["outcome"] == "duplicate"
+    assert second["outcome"] == "superseded"
+    called_off = [e for e in job.events() if e["kind"] == "attempt_called_off"]
+    assert [e["task_id"] for e in called_off] == [slow]
     row = job.task_rows()[slow]
     assert row["done_attempt"] == 1
     (manifest_row,) = [r for r in job.manifest() if r["task"] == slow]

@@ -36,7 +36,10 @@ async def running(hub: Hub) -> AsyncIterator[str]:
 
 
 def hello_text(
-    worker_id: str | None = "sim-1", token: str = TOKEN, versions: tuple[int, ...] = (1,)
+    worker_id: str | None = "sim-1",
+    token: str = TOKEN,
+    versions: tuple[int, ...] = (1,),
+    holding: tuple[tuple[str, int], ...] = (),
 ) -> str:
     if worker_id is None:
         return m.encode(m.Hello(token=token, role=m.Role.CLIENT, versions=versions))
@@ -49,6 +52,7 @@ def hello_text(
             account_id="profile-test",
             kind="simulated",
             capabilities=("binary_frames", "image_png"),
+            holding=tuple(m.AttemptRef(task_id=t, attempt=a) for t, a in holding),
         )
     )
 
@@ -65,9 +69,11 @@ async def recv_message(ws: ClientConnection, *, skip_heartbeats: bool = True) ->
 
 
 @asynccontextmanager
-async def worker_connection(url: str, worker_id: str = "sim-1") -> AsyncIterator[ClientConnection]:
+async def worker_connection(
+    url: str, worker_id: str = "sim-1", holding: tuple[tuple[str, int], ...] = ()
+) -> AsyncIterator[ClientConnection]:
     async with connect(url, compression=None, max_size=2**26) as ws:
-        await ws.send(hello_text(worker_id))
+        await ws.send(hello_text(worker_id, holding=holding))
         welcome = await recv_message(ws)
         assert isinstance(welcome, m.Welcome), welcome
         yield ws

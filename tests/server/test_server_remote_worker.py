@@ -116,27 +116,59 @@ def test_task_error_and_base64_result_and_duplicate() -> None:
     asyncio.run(scenario())
 
 
-def test_disconnect_mid_task_raises_worker_crashed_and_restart_waits_for_reconnect() -> None:
+def test_disconnect_mid_task_back_within_grace_holding_the_attempt_delivers() -> None:
+    """An MV3 service worker restart: the attempt survives the drop and its result counts."""
+
     async def scenario() -> None:
         hub = make_hub(restart_grace=5.0)
+        async with running(hub) as url:
+            async with worker_connection(url, "sim-restart") as ws:
+                (worker,) = await hub.wait_for_workers(1, timeout=5)
+                task = asyncio.create_task(worker.execute(_assignment(1)))
+                assign = await recv_message(ws)
+                assert isinstance(assign, m.Assign) and assign.task_id == "1"
+            for _ in range(100):
+                if not worker.connected:
+                    break
+                await asyncio.sleep(0.01)
+            assert not worker.connected
+            await asyncio.sleep(0.2)
+            assert not task.done(), "the attempt must wait for the grace period"
+            async with worker_connection(url, "sim-restart", holding=(("1", 1),)) as ws2:
+                await send_result(ws2, assign, png_for(assign))
+                outcome = await asyncio.wait_for(task, 5)
+                assert isinstance(outcome, WorkerResult) and outcome.task_id == 1
+                ack = await recv_message(ws2)
+                assert isinstance(ack, m.Ack) and ack.outcome == "accepted"
+            assert worker.connections == 2
+
+    asyncio.run(scenario())
+
+
+def test_back_without_the_attempt_fails_it_at_once_and_a_late_result_is_judged() -> None:
+    async def scenario() -> None:
+        hub = make_hub(restart_grace=30.0)
         async with running(hub) as url:
             async with worker_connection(url, "sim-crash") as ws:
                 (worker,) = await hub.wait_for_workers(1, timeout=5)
                 task = asyncio.create_task(worker.execute(_assignment(1)))
                 assign = await recv_message(ws)
-                assert isinstance(assign, m.Assign) and assign.task_id == "1"
-            # the connection is gone with the attempt in flight
-            with pytest.raises(WorkerCrashed):
-                await asyncio.wait_for(task, 5)
-            assert not worker.connected and not worker.busy
-
+                assert isinstance(assign, m.Assign)
+            for _ in range(100):
+                if not worker.connected:
+                    break
+                await asyncio.sleep(0.01)
             restart = asyncio.create_task(worker.restart())
             await asyncio.sleep(0.05)
-            assert not restart.done()
-            async with worker_connection(url, "sim-crash") as ws2:
+            assert not restart.done() and not task.done()
+            started = time.monotonic()
+            async with worker_connection(url, "sim-crash") as ws2:  # holds nothing
+                with pytest.raises(WorkerCrashed, match="without its attempt"):
+                    await asyncio.wait_for(task, 5)
+                assert time.monotonic() - started < 5, "not the 30 s grace period"
                 assert await asyncio.wait_for(restart, 5) is True
-                assert hub.workers["sim-crash"] is worker
-                # the late result of the crashed attempt is acked, not refused
+                assert hub.workers["sim-crash"] is worker and not worker.busy
+                # the late result of the lost attempt is acked (judged), not refused
                 await send_result(ws2, assign, png_for(assign))
                 ack = await recv_message(ws2)
                 assert isinstance(ack, m.Ack) and ack.outcome == "unknown"
@@ -144,6 +176,24 @@ def test_disconnect_mid_task_raises_worker_crashed_and_restart_waits_for_reconne
                 outcome = await worker.execute(_assignment(2))
                 assert isinstance(outcome, WorkerResult) and outcome.task_id == 2
                 await asyncio.wait_for(client, 5)
+
+    asyncio.run(scenario())
+
+
+def test_attempt_lost_only_when_the_grace_period_ends() -> None:
+    async def scenario() -> None:
+        hub = make_hub(restart_grace=0.5)
+        async with running(hub) as url:
+            async with worker_connection(url, "sim-gone") as ws:
+                (worker,) = await hub.wait_for_workers(1, timeout=5)
+                task = asyncio.create_task(worker.execute(_assignment(1)))
+                await recv_message(ws)
+            dropped = time.monotonic()
+            with pytest.raises(WorkerCrashed, match="not back within"):
+                await asyncio.wait_for(task, 5)
+            waited = time.monotonic() - dropped
+            assert waited >= 0.4, waited
+            assert await worker.restart() is False  # the grace is spent: no second wait
 
     asyncio.run(scenario())
 
