@@ -16,10 +16,12 @@ import json
 import logging
 import re
 import secrets
+import ssl
 import time
 from collections import deque
 from collections.abc import Iterable
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import MultipleValuesError
@@ -61,6 +63,10 @@ from novelgen_desktop.server.remote_worker import (
     RemoteWorker,
 )
 
+if TYPE_CHECKING:
+    from novelgen_desktop.engine.service import JobService
+    from novelgen_desktop.server.clients import ClientRequests
+
 log = logging.getLogger(__name__)
 
 SERVER_NAME = "novelgen-desktop/0.1.0"
@@ -84,6 +90,7 @@ class Session:
         self.role: Role | None = None
         self.hello: Hello | None = None
         self.worker: RemoteWorker | None = None
+        self.client: ClientRequests | None = None
         self.receiver = ImageReceiver()
         self.last_received = time.monotonic()
         self.last_sent = time.monotonic()
@@ -126,6 +133,8 @@ class Session:
             await self.close(CloseCode.INTERNAL_ERROR, "internal_error")
         finally:
             self.hub._session_ended(self)
+            if self.client is not None:
+                await self.client.close(final=True)
 
     async def _authenticate(self) -> bool:
         hub = self.hub
@@ -166,6 +175,12 @@ class Session:
             return False
         if hello.role is Role.WORKER:
             await hub._attach_worker(self, hello)
+        elif hub.service is not None:
+            from novelgen_desktop.server.clients import (  # noqa: PLC0415 - clients only
+                ClientRequests,
+            )
+
+            self.client = ClientRequests(hub.service, self.send)
         return True
 
     async def _heartbeats(self) -> None:
@@ -233,10 +248,13 @@ class Session:
         if isinstance(message, Bye):
             await self.close(CloseCode.NORMAL, "bye")
             raise _ClosedError
+        if self.client is not None:
+            await self.client.handle(message)
+            return
         worker = self.worker
-        if worker is None:  # a client: no job service is attached to the hub yet
+        if worker is None:  # a client of a hub without a job service (tests, run --simulate)
             raise ProtocolError(
-                ErrorCode.INTERNAL, f"{message.type!r} is not served yet: no job service attached"
+                ErrorCode.INTERNAL, f"{message.type!r} is not served: this hub runs no job service"
             )
         if isinstance(message, Result):
             image = self.receiver.announce(message)
@@ -249,7 +267,10 @@ class Session:
             worker.check_attempt(int(message.task_id), message.attempt)
             worker.last_progress = message
         elif isinstance(message, Status):
+            before = worker.accepting_work
             worker.last_status = message
+            if worker.accepting_work != before and self.hub.service is not None:
+                self.hub.service.worker_changed(worker)
 
     async def _deliver(self, result: Result, image: bytes) -> None:
         worker = self.worker
@@ -257,6 +278,15 @@ class Session:
             raise ProtocolError(ErrorCode.FORBIDDEN_ROLE, "only a worker may send results")
         outcome = worker.deliver(worker_result(result, image))
         await self.send(Ack(task_id=result.task_id, attempt=result.attempt, outcome=outcome))
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 def _request_id(text: str | None) -> str | None:
@@ -288,6 +318,7 @@ class Hub:
         refused_limit: int = REFUSED_LIMIT,
         refused_window: float = REFUSED_WINDOW,
         on_late_outcome: LateOutcomeHandler | None = None,
+        service: JobService | None = None,
     ) -> None:
         self.token = token
         self.extension_ids = frozenset(extension_ids)
@@ -297,6 +328,9 @@ class Hub:
         self.restart_grace = restart_grace
         self.refused_limit = refused_limit
         self.refused_window = refused_window
+        self.service = service
+        if on_late_outcome is None and service is not None:
+            on_late_outcome = service.deliver_late
         self.on_late_outcome = on_late_outcome
         self.workers: dict[str, RemoteWorker] = {}
         self.sessions: set[Session] = set()
@@ -307,9 +341,20 @@ class Hub:
 
     # -- server ---------------------------------------------------------------------------
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Listen on the loopback interface; returns the bound port."""
-        if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
+    async def start(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        allow_remote: bool = False,
+    ) -> int:
+        """Listen (on the loopback interface unless ``allow_remote``); returns the bound port.
+
+        The token is the only thing that keeps other machines out of a LAN-facing hub, and it
+        travels in the clear without TLS: the command line requires ``ssl_context`` or an
+        explicit ``--insecure`` before it sets ``allow_remote``."""
+        if not allow_remote and not is_loopback(host):
             raise ValueError(f"the hub binds the loopback interface only, not {host!r}")
         self._stopping = False
         self._server = await serve(
@@ -320,13 +365,18 @@ class Hub:
             compression=None,
             max_size=MAX_HELLO_FRAME,
             ping_interval=None,
+            ssl=ssl_context,
         )
         sockets = list(self._server.sockets)
         return int(sockets[0].getsockname()[1])
 
     async def stop(self, reason: ByeReason = ByeReason.SHUTDOWN) -> None:
-        """Say ``bye`` to every authenticated peer, close with 1001 and stop listening."""
+        """Drain, then say ``bye`` to every authenticated peer, close with 1001 and stop
+        listening. With a job service, the running job stops first: its attempts in flight
+        may still deliver over the open connections (within the run's ``stop_grace``)."""
         self._stopping = True
+        if self.service is not None:
+            await self.service.stop()
         server, self._server = self._server, None
         sessions = [s for s in self.sessions if s.role is not None]
 
@@ -375,6 +425,8 @@ class Hub:
                 is_stopping=lambda: self._stopping,
             )
             self.workers[hello.worker_id] = worker
+        elif worker.connections and hello.instance_id != worker.instance_id:
+            log.info("worker %s restarted (instance %s)", hello.worker_id, hello.instance_id)
         old = worker.session
         if old is not None:
             worker.detach(old, "replaced by a newer connection")
@@ -382,6 +434,8 @@ class Hub:
             await old.close(CloseCode.REPLACED, "replaced")
         session.worker = worker
         worker.attach(session, hello)
+        if self.service is not None and not self._stopping:
+            self.service.add_worker(worker)
         await self._notify()
 
     def _session_ended(self, session: Session) -> None:
@@ -407,4 +461,4 @@ class Hub:
         return self.connected_workers()
 
 
-__all__ = ["REFUSED_LIMIT", "REFUSED_WINDOW", "Hub", "Session"]
+__all__ = ["REFUSED_LIMIT", "REFUSED_WINDOW", "Hub", "Session", "is_loopback"]

@@ -317,6 +317,12 @@ class Store:
             (state.value, time.time(), job_id),
         )
 
+    def set_job_settings(self, job_id: str, settings: dict[str, Any]) -> None:
+        self._conn.execute(
+            "UPDATE jobs SET settings = ?, updated_at = ? WHERE id = ?",
+            (_dumps(settings), time.time(), job_id),
+        )
+
     def set_snapshot_seq(self, job_id: str, seq: int) -> None:
         self._conn.execute("UPDATE jobs SET snapshot_seq = ? WHERE id = ?", (seq, job_id))
 
@@ -445,6 +451,42 @@ class Store:
             (job_id,),
         ).fetchall()
         return [(r[0], r[1], r[2]) for r in rows]
+
+    def error_groups(
+        self, job_id: str, limit: int = 100, samples: int = 20
+    ) -> list[tuple[str, str, int, float | None, list[int]]]:
+        """Failed attempts grouped by (kind, message), most frequent first: kind, message,
+        count, when the last one ended, and up to ``samples`` task ids (most recent first)."""
+        groups = self._conn.execute(
+            "SELECT a.error_kind, COALESCE(a.error_message, '') AS msg, COUNT(*) AS n, "
+            "MAX(a.ended_at) FROM attempts a JOIN tasks t ON t.id = a.task_id "
+            "WHERE t.job_id = ? AND a.error_kind IS NOT NULL "
+            "GROUP BY a.error_kind, msg ORDER BY n DESC, a.error_kind LIMIT ?",
+            (job_id, limit),
+        ).fetchall()
+        result = []
+        for kind, message, count, last_at in groups:
+            ids = [
+                r[0]
+                for r in self._conn.execute(
+                    "SELECT a.task_id FROM attempts a JOIN tasks t ON t.id = a.task_id "
+                    "WHERE t.job_id = ? AND a.error_kind = ? "
+                    "AND COALESCE(a.error_message, '') = ? "
+                    "GROUP BY a.task_id ORDER BY MAX(a.ended_at) DESC LIMIT ?",
+                    (job_id, kind, message, samples),
+                )
+            ]
+            result.append((kind, message, count, last_at, ids))
+        return result
+
+    def failed_attempts(self, job_id: str) -> int:
+        """How many attempts of the job ended with an error (a cheap change marker)."""
+        row = self._conn.execute(
+            "SELECT COUNT(*) FROM attempts a JOIN tasks t ON t.id = a.task_id "
+            "WHERE t.job_id = ? AND a.error_kind IS NOT NULL",
+            (job_id,),
+        ).fetchone()
+        return int(row[0])
 
     # --- batched writes -------------------------------------------------------------------
 

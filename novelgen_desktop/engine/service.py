@@ -1,0 +1,505 @@
+"""The hub's job service: a durable queue of jobs run one at a time by whichever workers are
+connected. Pure asyncio and the store — no sockets (``server/`` adapts it to the protocol)
+and no Qt (the GUI will call the same methods).
+
+Why one job at a time: every worker is a paid ChatGPT tab and the accounts' rate limits are
+shared; splitting tabs between jobs would only make each job slower and its ETA a guess. Jobs
+wait in order of priority, then submission. Pausing the running job stops new dispatch, lets
+its attempts in flight finish (up to their lease) and moves on to the next job.
+
+Every SQLite call goes through one store thread, so the event loop (and later the GUI) never
+waits on the disk; the job runner keeps its own writer thread as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from novelgen_desktop.engine.joblock import JobBusyError, JobLock
+from novelgen_desktop.engine.jobs import JobOptions, create_job
+from novelgen_desktop.engine.model import JobState, TaskState, WorkerOutcome
+from novelgen_desktop.engine.recovery import open_store, reconcile_job
+from novelgen_desktop.engine.runner import JobRunner, RunSettings
+from novelgen_desktop.engine.worker import Worker
+from novelgen_desktop.errors import ConfigError
+from novelgen_desktop.output.naming import DEFAULT_TEMPLATE, NamingTemplate
+from novelgen_desktop.paths import DataPaths
+from novelgen_desktop.prompts.model import PromptSpec, SourceLocation
+from novelgen_desktop.store.database import Store
+from novelgen_desktop.store.records import JobRecord
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+ORIGIN_HUB = "hub"
+"""``settings["origin"]`` of jobs submitted through the hub: the ones ``serve`` resumes."""
+_TERMINAL_JOB = frozenset({JobState.FINISHED, JobState.INCOMPLETE, JobState.CANCELLED})
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSettings:
+    run: RunSettings = field(default_factory=lambda: RunSettings(wait_for_workers=True))
+    out_root: Path | None = None  # default: DATA/output
+    naming_template: str = DEFAULT_TEMPLATE
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerView:
+    worker_id: str
+    account_id: str
+    done: int
+    failed: int
+    rate_limited: int
+    success_rate: float | None
+    mean_latency: float | None
+    p95_latency: float | None
+    connected: bool
+    cooling_until: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """One job's progress, whether it runs now or waits in the queue."""
+
+    job_id: str
+    name: str
+    state: JobState
+    total: int
+    done: int
+    failed_terminal: int
+    percent: float
+    throughput_per_min: float
+    eta_seconds: float | None
+    cooling_until: float | None
+    created_at: float
+    active: bool
+    failures_seen: int  # failed attempts so far: a change means the error groups changed
+    workers: tuple[WorkerView, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorGroupView:
+    kind: str
+    message: str
+    count: int
+    last_at: float | None
+    task_ids: tuple[int, ...]
+
+
+class JobService:
+    """Submit, list, control and watch jobs; run them with the workers the hub attaches."""
+
+    def __init__(
+        self,
+        paths: DataPaths,
+        settings: ServiceSettings | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.paths = paths
+        self.settings = settings or ServiceSettings()
+        if not self.settings.run.wait_for_workers:
+            self.settings = replace(
+                self.settings, run=replace(self.settings.run, wait_for_workers=True)
+            )
+        self.clock = clock
+        self.workers: dict[str, Worker] = {}
+        self.runner: JobRunner | None = None
+        self.active_job: JobRecord | None = None
+        self._store: Store | None = None
+        self._db_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store")
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._busy_jobs: set[str] = set()  # locked by another process: not retried until restart
+        self._resume_when_stopped: set[str] = set()
+        self._changed_callbacks: list[Callable[[], None]] = []
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open (and if need be repair) the store, then start taking jobs."""
+        store, recovery = await self._in_thread(open_store, self.paths)
+        self._store = store
+        if recovery is not None:
+            log.warning("store recovery: %s", recovery.describe())
+        self._dispatcher = asyncio.create_task(self._dispatch(), name="job-dispatcher")
+
+    async def stop(self) -> None:
+        """Stop dispatching; attempts in flight may finish within the run's ``stop_grace``;
+        the job's state and a snapshot are written. The hub says ``bye`` after this."""
+        self._stopping = True
+        self._wake.set()
+        if self.runner is not None:
+            self.runner.request_stop()
+        if self._dispatcher is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dispatcher
+        if self._store is not None:
+            await self._in_thread(self._store.close)
+            self._store = None
+        self._db_thread.shutdown(wait=True)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when a job starts, stops or changes state (for subscribers)."""
+        self._changed_callbacks.append(callback)
+
+    def remove_on_change(self, callback: Callable[[], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._changed_callbacks.remove(callback)
+
+    def _changed(self) -> None:
+        for callback in self._changed_callbacks:
+            try:
+                callback()
+            except Exception:  # a view must never break the service
+                log.exception("job change callback failed")
+
+    async def _in_thread(self, func: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._db_thread, func, *args)
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("the job service is not started")
+        return self._store
+
+    # --- workers --------------------------------------------------------------------------
+
+    def add_worker(self, worker: Worker) -> None:
+        """A worker connected (or reconnected): give it work from the running job."""
+        self.workers[worker.worker_id] = worker
+        if self.runner is not None:
+            self.runner.add_worker(worker)
+        self._wake.set()
+
+    def worker_changed(self, worker: Worker) -> None:
+        """A worker's health changed: dispatch looks again."""
+        if self.runner is not None:
+            self.runner.poke()
+        self._wake.set()
+
+    def deliver_late(self, worker: Worker, outcome: WorkerOutcome) -> str:
+        """A result for an attempt the worker no longer holds; the verdict is the ``ack``."""
+        runner = self.runner
+        if runner is None or outcome.task_id not in runner.tasks:
+            return "unknown"
+        return runner.deliver_late(worker, outcome)
+
+    def _connected_workers(self) -> list[Worker]:
+        return [w for w in self.workers.values() if getattr(w, "connected", True)]
+
+    # --- jobs -----------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        name: str,
+        specs: Sequence[PromptSpec],
+        *,
+        out_root: Path | None = None,
+        naming: str | None = None,
+        priority: int = 0,
+        sources: Sequence[str] = (),
+    ) -> tuple[JobRecord, int]:
+        """Create a durable job (tasks, first snapshot) and queue it. ConfigError on a bad
+        naming template or output folder."""
+        if not specs:
+            raise ConfigError("the job has no prompts")
+        template = naming or self.settings.naming_template
+        NamingTemplate(template)  # raises ConfigError naming what is wrong
+        root = out_root or self.settings.out_root or self.paths.default_output_dir
+        options = JobOptions(
+            name=name,
+            out_root=root,
+            naming_template=template,
+            sources=tuple(sources),
+            settings={"origin": ORIGIN_HUB, "priority": priority},
+        )
+
+        def create() -> tuple[JobRecord, int]:
+            job, tasks = create_job(self.store, self.paths, specs, options)
+            return job, len(tasks)
+
+        try:
+            job, count = await self._in_thread(create)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the output folder under {root}: {exc}") from exc
+        log.info("job %s submitted: %d task(s)", job.id, count)
+        self._wake.set()
+        self._changed()
+        return job, count
+
+    async def find_job(self, job_ref: str) -> JobRecord:
+        """JobNotFoundError when ``job_ref`` names no job."""
+        return await self._in_thread(self.store.find_job, job_ref)
+
+    async def list_jobs(self, states: Sequence[JobState] = (), limit: int = 100) -> list[JobView]:
+        """Newest first."""
+
+        def rows() -> list[JobView]:
+            jobs = sorted(self.store.list_jobs(), key=lambda j: j.created_at, reverse=True)
+            views = []
+            for job in jobs:
+                view = self._view_from_store(job)
+                if states and view.state not in states:
+                    continue
+                views.append(view)
+                if len(views) >= limit:
+                    break
+            return views
+
+        views = await self._in_thread(rows)
+        return [self._live_view(v) if self._is_active(v.job_id) else v for v in views]
+
+    async def view(self, job_id: str, *, workers: bool = True) -> JobView:
+        job = await self.find_job(job_id)
+        if self._is_active(job.id):
+            return self._live_view(await self._in_thread(self._view_from_store, job), workers)
+        return await self._in_thread(self._view_from_store, job)
+
+    async def error_groups(self, job_id: str, limit: int = 100) -> list[ErrorGroupView]:
+        job = await self.find_job(job_id)
+        rows = await self._in_thread(self.store.error_groups, job.id, limit, 20)
+        return [
+            ErrorGroupView(
+                kind=kind, message=message, count=count, last_at=last_at, task_ids=tuple(ids)
+            )
+            for kind, message, count, last_at, ids in rows
+        ]
+
+    async def pause(self, job_id: str) -> JobState:
+        job = await self.find_job(job_id)
+        self._resume_when_stopped.discard(job.id)
+        if self._is_active(job.id) and self.runner is not None:
+            if not self.runner.scheduler.paused:
+                self.runner.pause()
+                # In-flight attempts may finish (an image being drawn is paid for already).
+                self.runner.request_stop(grace=self.runner.settings.policy.lease_seconds)
+            self._changed()
+            return JobState.PAUSED
+        if job.state in _TERMINAL_JOB:
+            raise ConfigError(f"job {job.id} is {job.state.value}; there is nothing to pause")
+        await self._in_thread(self.store.set_job_state, job.id, JobState.PAUSED)
+        self._changed()
+        return JobState.PAUSED
+
+    async def resume(self, job_id: str) -> JobState:
+        job = await self.find_job(job_id)
+        if self._is_active(job.id) and self.runner is not None:
+            if self.runner.scheduler.paused:  # still letting its attempts finish
+                self._resume_when_stopped.add(job.id)
+            return JobState.RUNNING
+        if job.state in _TERMINAL_JOB:
+            raise ConfigError(
+                f"job {job.id} is {job.state.value}; only a running or paused job can resume"
+            )
+
+        def resume() -> None:
+            self.store.set_job_state(job.id, JobState.RUNNING)
+            if job.settings.get("origin") != ORIGIN_HUB:
+                # A job started from the command line joins the hub's queue once resumed here.
+                self.store.set_job_settings(job.id, {**job.settings, "origin": ORIGIN_HUB})
+
+        await self._in_thread(resume)
+        self._busy_jobs.discard(job.id)
+        self._wake.set()
+        self._changed()
+        return JobState.RUNNING
+
+    async def cancel(self, job_id: str) -> JobState:
+        job = await self.find_job(job_id)
+        self._resume_when_stopped.discard(job.id)
+        if self._is_active(job.id) and self.runner is not None:
+            self.runner.cancel()
+            self._changed()
+            return JobState.CANCELLED
+        if job.state in _TERMINAL_JOB:
+            raise ConfigError(f"job {job.id} is already {job.state.value}")
+
+        def cancel() -> None:
+            with JobLock(self.paths.job_lock(job.id), job.id):
+                self.store.cancel_job(job.id)
+
+        try:
+            await self._in_thread(cancel)
+        except JobBusyError as exc:
+            raise ConfigError(str(exc)) from exc
+        self._changed()
+        return JobState.CANCELLED
+
+    # --- views ----------------------------------------------------------------------------
+
+    def _is_active(self, job_id: str) -> bool:
+        return self.active_job is not None and self.active_job.id == job_id
+
+    def _view_from_store(self, job: JobRecord) -> JobView:
+        counts = self.store.count_by_state(job.id)
+        total = sum(counts.values())
+        done = counts[TaskState.DONE]
+        failed = counts[TaskState.DEAD] + counts[TaskState.REFUSED] + counts[TaskState.CANCELLED]
+        return JobView(
+            job_id=job.id,
+            name=job.name,
+            state=job.state,
+            total=total,
+            done=done,
+            failed_terminal=failed,
+            percent=round(100.0 * done / total, 2) if total else 100.0,
+            throughput_per_min=0.0,
+            eta_seconds=None,
+            cooling_until=None,
+            created_at=job.created_at,
+            active=False,
+            failures_seen=self.store.failed_attempts(job.id),
+        )
+
+    def _live_view(self, base: JobView, workers: bool = True) -> JobView:
+        runner = self.runner
+        if runner is None:
+            return base
+        status = runner.status()
+        progress = status.progress
+        state = JobState.PAUSED if status.paused else JobState.RUNNING
+        if runner.scheduler.cancelled:
+            state = JobState.CANCELLED
+        now = self.clock()
+        stats = runner.progress.workers.values()
+        worker_views: tuple[WorkerView, ...] = ()
+        if workers:
+            worker_views = tuple(
+                WorkerView(
+                    worker_id=s.worker_id,
+                    account_id=s.account_id,
+                    done=s.done,
+                    failed=s.failed,
+                    rate_limited=s.rate_limited,
+                    success_rate=s.success_rate,
+                    mean_latency=s.mean_latency,
+                    p95_latency=s.p95_latency,
+                    connected=bool(getattr(self.workers.get(s.worker_id), "connected", False)),
+                    cooling_until=_cooling(runner, s.account_id, now),
+                )
+                for s in stats
+            )
+        return replace(
+            base,
+            state=state,
+            done=progress.done,
+            failed_terminal=progress.failed_terminal,
+            percent=round(progress.percent, 2),
+            throughput_per_min=progress.throughput_per_min,
+            eta_seconds=progress.eta_seconds,
+            cooling_until=progress.cooling_until,
+            active=True,
+            failures_seen=sum(s.failed for s in stats),
+            workers=worker_views,
+        )
+
+    # --- the queue ------------------------------------------------------------------------
+
+    def _next_runnable(self) -> JobRecord | None:
+        candidates = [
+            job
+            for job in self.store.list_jobs()
+            if job.state is JobState.RUNNING
+            and job.settings.get("origin") == ORIGIN_HUB
+            and job.id not in self._busy_jobs
+        ]
+        if not candidates:
+            return None
+        return min(candidates, key=lambda j: (-int(j.settings.get("priority") or 0), j.created_at))
+
+    async def _dispatch(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            job = await self._in_thread(self._next_runnable)
+            if job is None or not self._connected_workers():
+                await self._wake.wait()
+                continue
+            try:
+                await self._run(job)
+            except Exception:
+                # A job that cannot run must not take the hub down; it is logged and skipped
+                # until the next start.
+                log.exception("job %s failed to run", job.id)
+                self._busy_jobs.add(job.id)
+
+    async def _run(self, job: JobRecord) -> None:
+        lock = JobLock(self.paths.job_lock(job.id), job.id)
+        try:
+            lock.acquire()
+        except JobBusyError as exc:
+            log.warning("%s; skipping it", exc)
+            self._busy_jobs.add(job.id)
+            return
+        try:
+            report = await self._in_thread(reconcile_job, self.store, job)
+            if report.changed:
+                log.info("job %s: %s", job.id, report.describe())
+            job = await self.find_job(job.id)
+            cooldowns = await self._in_thread(self.store.cooldowns, self.clock())
+            runner = JobRunner(
+                self.paths,
+                job,
+                report.tasks,
+                self._connected_workers(),
+                self.settings.run,
+                cooldowns=cooldowns,
+                clock=self.clock,
+            )
+            self.runner, self.active_job = runner, job
+            self._changed()
+            log.info("job %s started", job.id)
+            summary = await runner.run()
+            log.info("job %s stopped: %s", job.id, summary.state.value)
+        finally:
+            self.runner, self.active_job = None, None
+            lock.release()
+            if job.id in self._resume_when_stopped:
+                self._resume_when_stopped.discard(job.id)
+                await self._in_thread(self.store.set_job_state, job.id, JobState.RUNNING)
+            self._changed()
+
+
+def _cooling(runner: JobRunner, account_id: str, now: float) -> float | None:
+    until = runner.scheduler.cooldowns.get(account_id)
+    return until if until is not None and until > now else None
+
+
+def specs_from_prompts(
+    prompts: Sequence[str], source: str = "<submit>"
+) -> tuple[list[PromptSpec], int]:
+    """Inline prompts from a client: one task each, in order; blank ones are skipped and
+    counted (the ``skipped`` of ``submitted``)."""
+    specs: list[PromptSpec] = []
+    skipped = 0
+    for number, text in enumerate(prompts, start=1):
+        cleaned = text.strip()
+        if not cleaned:
+            skipped += 1
+            continue
+        specs.append(PromptSpec(text=cleaned, source=SourceLocation(source, number)))
+    return specs, skipped
+
+
+__all__ = [
+    "ORIGIN_HUB",
+    "ErrorGroupView",
+    "JobService",
+    "JobView",
+    "ServiceSettings",
+    "WorkerView",
+    "specs_from_prompts",
+]

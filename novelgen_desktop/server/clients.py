@@ -1,0 +1,287 @@
+"""The client role: protocol requests turned into job-service calls, and progress streams.
+
+A client (a script, the CLI, later the GUI of another machine) submits jobs, lists them,
+pauses/resumes/cancels them and subscribes to their progress. Each request is answered by
+exactly one frame carrying its ``request_id`` as ``re``: the answer, an ``ack``, or an
+``error`` with a stable code. Nothing a client sends can stop the hub or reach a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from novelgen_desktop.engine.model import ErrorKind, JobState
+from novelgen_desktop.engine.service import (
+    ErrorGroupView,
+    JobService,
+    JobView,
+    specs_from_prompts,
+)
+from novelgen_desktop.errors import ConfigError, JobNotFoundError
+from novelgen_desktop.protocol.codes import ErrorCode, ProtocolError
+from novelgen_desktop.protocol.messages import (
+    Ack,
+    Control,
+    ControlAction,
+    ErrorGroup,
+    Errors,
+    JobProgress,
+    Jobs,
+    JobSummary,
+    ListJobs,
+    Message,
+    Submit,
+    Submitted,
+    Subscribe,
+    WorkerStat,
+)
+
+if TYPE_CHECKING:
+    from novelgen_desktop.prompts.model import PromptSpec
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[Message], Awaitable[bool]]
+_FINAL = frozenset({JobState.FINISHED, JobState.INCOMPLETE, JobState.CANCELLED})
+_ALL_JOBS_LIMIT = 64
+"""A subscription to "every job" follows at most this many running or paused jobs."""
+
+
+class ClientRequests:
+    """Handles the requests of one client connection; owns its subscription stream."""
+
+    def __init__(self, service: JobService, send: Send) -> None:
+        self.service = service
+        self.send = send
+        self._subscription: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        service.on_change(self._changed.set)
+
+    async def handle(self, message: Message) -> None:
+        """Answer one request. ProtocolError (with ``re``) for a request that cannot be done."""
+        if isinstance(message, Submit):
+            await self._submit(message)
+        elif isinstance(message, Subscribe):
+            await self._subscribe(message)
+        elif isinstance(message, Control):
+            await self._control(message)
+        elif isinstance(message, ListJobs):
+            views = await self.service.list_jobs(message.states, message.limit)
+            await self.send(Jobs(re=message.request_id, jobs=tuple(_summary(v) for v in views)))
+        else:  # progress/result/… from a client were refused by decode (forbidden_role)
+            raise ProtocolError(ErrorCode.FORBIDDEN_ROLE, f"a client cannot send {message.type}")
+
+    async def close(self, *, final: bool = False) -> None:
+        """Stop the progress stream (``final``: the connection is gone, forget this client)."""
+        if final:
+            self.service.remove_on_change(self._changed.set)
+        task, self._subscription = self._subscription, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # --- requests -------------------------------------------------------------------------
+
+    async def _submit(self, request: Submit) -> None:
+        if self.service.stopping:
+            raise ProtocolError(ErrorCode.INTERNAL, "the hub is shutting down; submit later")
+        out_root = _absolute(request.out_dir, "out_dir") if request.out_dir else None
+        sources: tuple[str, ...] = ()
+        if request.prompts is not None:
+            specs, skipped = specs_from_prompts(request.prompts)
+            if not specs:
+                raise ProtocolError(ErrorCode.BAD_FIELD, "every prompt is blank", field="prompts")
+        else:
+            assert request.path is not None
+            path = _absolute(request.path, "path")
+            specs = await _read_script(path)
+            skipped, sources = 0, (str(path),)
+        try:
+            job, count = await self.service.submit(
+                request.name,
+                specs,
+                out_root=out_root,
+                naming=request.naming,
+                priority=request.priority or 0,
+                sources=sources,
+            )
+        except ConfigError as exc:
+            field = "naming" if "template" in str(exc).lower() else "out_dir"
+            raise ProtocolError(ErrorCode.BAD_FIELD, str(exc)[:4096], field=field) from exc
+        await self.send(
+            Submitted(re=request.request_id, job_id=job.id, tasks=count, skipped=skipped)
+        )
+
+    async def _control(self, request: Control) -> None:
+        actions = {
+            ControlAction.PAUSE: self.service.pause,
+            ControlAction.RESUME: self.service.resume,
+            ControlAction.CANCEL: self.service.cancel,
+        }
+        try:
+            await actions[request.action](request.job_id)
+        except JobNotFoundError as exc:
+            raise ProtocolError(ErrorCode.UNKNOWN_JOB, str(exc), field="job_id") from exc
+        except ConfigError as exc:
+            raise ProtocolError(ErrorCode.BAD_FIELD, str(exc), field="action") from exc
+        await self.send(Ack(re=request.request_id))
+
+    async def _subscribe(self, request: Subscribe) -> None:
+        job_ids = []
+        for index, job_id in enumerate(request.job_ids):
+            try:
+                job_ids.append((await self.service.find_job(job_id)).id)
+            except JobNotFoundError as exc:
+                raise ProtocolError(
+                    ErrorCode.UNKNOWN_JOB, str(exc), field=f"job_ids[{index}]"
+                ) from exc
+        await self.close()
+        await self.send(Ack(re=request.request_id))
+        self._subscription = asyncio.create_task(
+            self._stream(request, tuple(job_ids)), name="progress-stream"
+        )
+
+    # --- the progress stream ----------------------------------------------------------------
+
+    async def _stream(self, request: Subscribe, job_ids: tuple[str, ...]) -> None:
+        """Every ``interval``: the running job's progress; other jobs when they change; error
+        groups when a job's failed attempts change. A job's final state is always sent."""
+        sent: dict[str, JobView] = {}
+        failures: dict[str, int] = {}
+        while True:
+            self._changed.clear()
+            ids = list(job_ids) or await self._followed(sent)
+            for job_id in ids:
+                try:
+                    view = await self.service.view(job_id, workers=request.workers)
+                except JobNotFoundError:
+                    continue
+                previous = sent.get(job_id)
+                if view.active or previous is None or _differs(previous, view):
+                    if not await self.send(_progress(view)):
+                        return
+                    sent[job_id] = view
+                if request.errors and view.failures_seen != failures.get(job_id, 0):
+                    groups = await self.service.error_groups(job_id)
+                    if not await self.send(_errors(job_id, groups)):
+                        return
+                    failures[job_id] = view.failures_seen
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(request.interval):
+                    await self._changed.wait()
+                    await asyncio.sleep(0.25)  # a burst of changes is one update
+
+    async def _followed(self, sent: dict[str, JobView]) -> list[str]:
+        """ "Every job": the running and paused ones, plus any sent before that has not been
+        seen in a final state yet (so its end is reported once)."""
+        views = await self.service.list_jobs((JobState.RUNNING, JobState.PAUSED), _ALL_JOBS_LIMIT)
+        ids = [v.job_id for v in views]
+        ids += [job_id for job_id, v in sent.items() if v.state not in _FINAL and job_id not in ids]
+        return ids
+
+
+def _differs(a: JobView, b: JobView) -> bool:
+    return (a.state, a.done, a.failed_terminal, a.total, a.active) != (
+        b.state,
+        b.done,
+        b.failed_terminal,
+        b.total,
+        b.active,
+    )
+
+
+def _absolute(text: str, field: str) -> Path:
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        raise ProtocolError(
+            ErrorCode.BAD_FIELD,
+            f"{field} must be an absolute path on the hub's machine, got {text!r}",
+            field=field,
+        )
+    return path
+
+
+async def _read_script(path: Path) -> list[PromptSpec]:
+    """Parse a script file the hub can read (any format the importer knows), off the loop."""
+    from novelgen_desktop.prompts import (  # noqa: PLC0415 - parsers only when importing
+        PromptImportError,
+        require_prompts,
+    )
+
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.run_in_executor(None, require_prompts, [path])
+    except PromptImportError as exc:
+        message = f"{path} cannot become a job:\n{exc}"
+        raise ProtocolError(ErrorCode.BAD_FIELD, message[:4096], field="path") from exc
+
+
+def _progress(view: JobView) -> JobProgress:
+    return JobProgress(
+        job_id=view.job_id,
+        ts=time.time(),
+        state=view.state,
+        total=view.total,
+        done=view.done,
+        failed_terminal=view.failed_terminal,
+        percent=min(100.0, max(0.0, view.percent)),
+        throughput_per_min=max(0.0, view.throughput_per_min),
+        eta_seconds=view.eta_seconds,
+        cooling_until=view.cooling_until,
+        workers=tuple(
+            WorkerStat(
+                worker_id=w.worker_id,
+                account_id=w.account_id[:128],
+                done=w.done,
+                failed=w.failed,
+                rate_limited=w.rate_limited,
+                success_rate=w.success_rate,
+                mean_latency=min(w.mean_latency, 604800.0) if w.mean_latency else w.mean_latency,
+                p95_latency=min(w.p95_latency, 604800.0) if w.p95_latency else w.p95_latency,
+                connected=w.connected,
+                cooling_until=w.cooling_until,
+            )
+            for w in view.workers[:256]
+        ),
+    )
+
+
+def _errors(job_id: str, groups: list[ErrorGroupView]) -> Errors:
+    items = []
+    for group in groups:
+        try:
+            kind = ErrorKind(group.kind)
+        except ValueError:
+            kind = ErrorKind.PAGE_ERROR
+        items.append(
+            ErrorGroup(
+                kind=kind,
+                count=max(1, group.count),
+                message=group.message[:4096],
+                last_at=group.last_at,
+                task_ids=tuple(str(t) for t in group.task_ids[:20]),
+            )
+        )
+    return Errors(job_id=job_id, ts=time.time(), groups=tuple(items[:100]))
+
+
+def _summary(view: JobView) -> JobSummary:
+    return JobSummary(
+        job_id=view.job_id,
+        name=view.name[:200],
+        state=view.state,
+        total=view.total,
+        done=view.done,
+        failed_terminal=view.failed_terminal,
+        created_at=view.created_at,
+    )
+
+
+__all__ = ["ClientRequests"]
