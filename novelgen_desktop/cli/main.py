@@ -22,6 +22,12 @@ from typing import Any
 
 from novelgen_desktop import __version__
 from novelgen_desktop.cli.display import ProgressDisplay, format_duration
+from novelgen_desktop.cli.hub_commands import (
+    add_hub_commands,
+    cmd_pair,
+    cmd_serve,
+    cmd_sim_worker,
+)
 from novelgen_desktop.engine.joblock import JobLock
 from novelgen_desktop.engine.jobs import JobOptions, create_job
 from novelgen_desktop.engine.model import JobState, TaskState
@@ -90,8 +96,13 @@ def _add_worker_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--via-hub",
         action="store_true",
-        help="connect the simulated workers over WebSocket through the hub "
-        "(the path extension tabs use)",
+        help="(the default) simulated workers connect over WebSocket through the hub, "
+        "the path extension tabs use",
+    )
+    group.add_argument(
+        "--in-process",
+        action="store_true",
+        help="simulated workers called directly, without the hub (engine benchmarks)",
     )
     sim.add_argument("--sim-seed", type=int, help="random seed of the simulation")
     sim.add_argument(
@@ -172,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("job")
     export.add_argument("--format", choices=("csv", "json"), default="csv")
     export.add_argument("--output", "-o", help="file to write (default: standard output)")
+    add_hub_commands(commands)
     return parser
 
 
@@ -217,8 +229,12 @@ def _settings_from_args(args: argparse.Namespace, saved: dict[str, Any]) -> dict
             settings[key] = value
     if getattr(args, "simulate", False):
         settings["simulate"] = True
+    if getattr(args, "via_hub", False) and getattr(args, "in_process", False):
+        raise ConfigError("--via-hub and --in-process exclude each other")
     if getattr(args, "via_hub", False):
         settings["via_hub"] = True
+    if getattr(args, "in_process", False):
+        settings["via_hub"] = False
     return settings
 
 
@@ -269,8 +285,8 @@ async def _run_job_locked(
     cooldowns = store.cooldowns(time.time())
     _require_simulate(settings)
     count, behaviour = int(settings.get("workers", 3)), _behaviour(settings)
-    if settings.get("via_hub"):
-        # The same simulated tabs, as separate WebSocket peers of a real hub (issue 4).
+    if settings.get("via_hub", True):
+        # The simulated tabs as WebSocket peers of a real hub: the extension's path.
         from novelgen_desktop.server.local import (  # noqa: PLC0415 - only on this path
             LateOutcomeRelay,
             simulated_workers_over_hub,
@@ -659,6 +675,9 @@ COMMANDS = {
     "cancel": cmd_cancel,
     "validate": cmd_validate,
     "export": cmd_export,
+    "serve": cmd_serve,
+    "pair": cmd_pair,
+    "sim-worker": cmd_sim_worker,
 }
 
 

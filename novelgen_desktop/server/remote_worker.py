@@ -93,7 +93,7 @@ class RemoteWorker:
         """Send ``assign`` and wait for the matching ``result`` or ``task_error``."""
         session = self.session
         if session is None:
-            raise WorkerCrashed(f"worker {self.worker_id} is not connected")
+            raise WorkerCrashed("the worker is not connected")
         if self._in_flight is not None:
             raise RuntimeError(f"worker {self.worker_id} already has an attempt in flight")
         key = (assignment.task_id, assignment.attempt)
@@ -103,7 +103,7 @@ class RemoteWorker:
         _remember(self._issued, key)
         try:
             if not await session.send(frame):
-                raise WorkerCrashed(f"worker {self.worker_id}: connection lost sending assign")
+                raise WorkerCrashed("connection lost sending assign")
             return await future
         except asyncio.CancelledError:
             if self.session is not None and (future.cancelled() or not future.done()):
@@ -159,9 +159,9 @@ class RemoteWorker:
         holding = {(int(ref.task_id), ref.attempt) for ref in hello.holding}
         future = self._future
         if future is not None and not future.done() and self._in_flight not in holding:
-            future.set_exception(
-                WorkerCrashed(f"worker {self.worker_id} came back without its attempt")
-            )
+            # No worker id in the text: error groups are keyed by message, the worker is
+            # recorded on the attempt.
+            future.set_exception(WorkerCrashed("the worker came back without its attempt"))
         self._attached.set()
 
     def detach(self, session: Session, reason: str) -> None:
@@ -176,7 +176,7 @@ class RemoteWorker:
         future = self._future
         if future is None or future.done():
             return
-        error = WorkerCrashed(f"worker {self.worker_id}: {reason}")
+        error = WorkerCrashed(reason)
         if self.restart_grace <= 0 or self._is_stopping():
             future.set_exception(error)
             return
@@ -185,10 +185,7 @@ class RemoteWorker:
             self._grace_timer = None
             if self.session is None and self._future is future and not future.done():
                 future.set_exception(
-                    WorkerCrashed(
-                        f"worker {self.worker_id}: {reason}; not back within "
-                        f"{self.restart_grace:g} s"
-                    )
+                    WorkerCrashed(f"{reason}; not back within {self.restart_grace:g} s")
                 )
 
         self._grace_timer = loop.call_later(self.restart_grace, grace_over)
@@ -200,7 +197,7 @@ class RemoteWorker:
             self._grace_timer = None
         future = self._future
         if self.session is None and future is not None and not future.done():
-            future.set_exception(WorkerCrashed(f"worker {self.worker_id}: hub stopping"))
+            future.set_exception(WorkerCrashed("the hub is stopping"))
         self._attached.set()  # wake restart() waiters: they see the hub stopping
 
     def check_attempt(self, task_id: int, attempt: int) -> None:

@@ -20,9 +20,11 @@ import hashlib
 import logging
 import random
 import secrets
+import ssl
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
@@ -56,6 +58,8 @@ from novelgen_desktop.protocol.messages import (
     Message,
     Result,
     Role,
+    Status,
+    TabHealth,
     Welcome,
     decode,
     encode,
@@ -74,6 +78,36 @@ _FORGET_ON_ERROR = frozenset({ErrorCode.UNKNOWN_TASK, ErrorCode.BAD_FIELD, Error
 """Refusals of a resent outcome that no resend can fix: the outcome is dropped."""
 
 Key = tuple[str, int]  # (task_id as on the wire, attempt)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteFaults:
+    """Transport-level faults of a simulated tab, every N-th attempt (0 = off), for the load
+    tests: what the protocol must survive, not what the page does (that is ``SimBehaviour``).
+
+    ``disconnect_every``: drop the connection (no close frame) as the attempt starts and stay
+    away ``away`` seconds, keeping the attempt: it reconnects holding it and delivers — or, if
+    ``away`` outlasts the hub's grace period, delivers a late result. ``duplicate_every``: send
+    the outcome twice. ``memory_pressure_every``: after the attempt, report an unresponsive tab
+    with a large heap for ``pressure_seconds``, then a healthy one.
+    """
+
+    disconnect_every: int = 0
+    away: float = 0.2
+    duplicate_every: int = 0
+    memory_pressure_every: int = 0
+    pressure_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("disconnect_every", "duplicate_every", "memory_pressure_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        if self.away < 0 or self.pressure_seconds < 0:
+            raise ValueError("away and pressure_seconds must not be negative")
+
+
+PRESSURE_BYTES = 3_500_000_000
+HEALTHY_BYTES = 350_000_000
 
 
 class SimAuthError(Exception):
@@ -165,9 +199,19 @@ class RemoteSimWorker:
         backoff_initial: float = BACKOFF_INITIAL,
         backoff_max: float = BACKOFF_MAX,
         seed: int | None = None,
+        faults: RemoteFaults | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if not 0 < backoff_initial <= backoff_max:
             raise ValueError("backoff must satisfy 0 < backoff_initial <= backoff_max")
+        self.faults = faults or RemoteFaults()
+        self.ssl_context = ssl_context
+        self.attempts = 0  # attempts started (the fault counters count these)
+        self.disconnects = 0
+        self.duplicates_sent = 0
+        self.pressure_reports = 0
+        self._away_until = 0.0
+        self._helpers: set[asyncio.Task[None]] = set()
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self._jitter = random.Random(seed)
@@ -217,7 +261,7 @@ class RemoteSimWorker:
                     failures = 0
                 else:
                     failures = 0 if self._welcomed else failures + 1
-                    delay = self._backoff(failures)
+                    delay = max(self._backoff(failures), self._away_until - time.monotonic())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
         finally:
@@ -254,6 +298,7 @@ class RemoteSimWorker:
             ping_interval=None,
             open_timeout=HANDSHAKE_TIMEOUT,
             close_timeout=1.0,
+            ssl=self.ssl_context if url.startswith("wss://") else None,
         ) as ws:
             hello = Hello(
                 token=token,
@@ -362,8 +407,13 @@ class RemoteSimWorker:
         key = (assign.task_id, assign.attempt)
         if key in self._running or key in self.unacked:
             return  # a repeated assign: the outcome is (being) produced already
+        self.attempts += 1
         task = asyncio.create_task(self._attempt(key, assignment_from(assign)))
         self._running[key] = task
+        if _every(self.faults.disconnect_every, self.attempts) and self._conn is not None:
+            self.disconnects += 1
+            self._away_until = time.monotonic() + self.faults.away
+            self._conn.abort()  # the attempt goes on; the worker comes back holding it
 
     async def _attempt(self, key: Key, assignment: Assignment) -> None:
         assert self.sim is not None
@@ -383,21 +433,55 @@ class RemoteSimWorker:
                 assignment.task_id, assignment.attempt, ErrorKind.PAGE_ERROR, str(err)[:4096]
             )
         self._running.pop(key, None)
+        number = self.attempts
         if isinstance(outcome, WorkerResult | WorkerFailure):
             frames = _frames(outcome, time.monotonic() - started)
             self.unacked[key] = frames
             conn = self._conn
             if conn is not None:
-                conn.awaiting.append(key)
                 text, binary = frames
+                copies = 2 if _every(self.faults.duplicate_every, number) else 1
+                for _ in range(copies):
+                    conn.awaiting.append(key)
+                    with contextlib.suppress(ConnectionClosed):
+                        await conn.send(text, *([binary] if binary is not None else []))
+                self.duplicates_sent += copies - 1
+        if _every(self.faults.memory_pressure_every, number):
+            helper = asyncio.create_task(self._memory_pressure())
+            self._helpers.add(helper)
+            helper.add_done_callback(self._helpers.discard)
+
+    async def _memory_pressure(self) -> None:
+        """Report an unresponsive, bloated tab for a while, then a healthy one."""
+        self.pressure_reports += 1
+        for health, size, pause in (
+            (TabHealth.UNRESPONSIVE, PRESSURE_BYTES, self.faults.pressure_seconds),
+            (TabHealth.OK, HEALTHY_BYTES, 0.0),
+        ):
+            conn = self._conn
+            if conn is not None:
+                status = Status(
+                    ts=time.time(),
+                    tab_health=health,
+                    busy=bool(self._running),
+                    memory_bytes=size,
+                    detail="simulated memory pressure"
+                    if health is TabHealth.UNRESPONSIVE
+                    else None,
+                )
                 with contextlib.suppress(ConnectionClosed):
-                    await conn.send(text, *([binary] if binary is not None else []))
+                    await conn.send(status)
+            await asyncio.sleep(pause)
 
     def _crash(self) -> None:
         self._crashed.set()
         conn = self._conn
         if conn is not None:
             conn.abort()
+
+
+def _every(n: int, count: int) -> bool:
+    return n > 0 and count % n == 0
 
 
 def _decode(frame: str | bytes) -> Message | None:
@@ -422,17 +506,26 @@ async def run_sim_workers(
     workers: Sequence[RemoteSimWorker] | None = None,
     backoff_initial: float = BACKOFF_INITIAL,
     backoff_max: float = BACKOFF_MAX,
+    faults: RemoteFaults | None = None,
+    prefix: str = "sim",
+    ssl_context: ssl.SSLContext | None = None,
 ) -> list[RemoteSimWorker]:
-    """Run ``count`` remote simulated tabs (ids ``sim-1..N``, accounts round-robin as in
+    """Run ``count`` remote simulated tabs (ids ``{prefix}-1..N``, accounts round-robin as in
     :func:`make_simulated_workers`) until each stops; returns them. ``workers`` lets the
-    caller pass (and watch) the instances; else they are made with the backoff given."""
-    identities = make_simulated_workers(count, behaviour, accounts=accounts)
+    caller pass (and watch) the instances; else they are made with the backoff and faults
+    given."""
+    identities = make_simulated_workers(count, behaviour, accounts=accounts, prefix=prefix)
     remotes = list(workers) if workers is not None else []
     if len(remotes) not in (0, count):
         raise ValueError(f"workers: expected {count} instances, got {len(remotes)}")
     if not remotes:
         remotes = [
-            RemoteSimWorker(backoff_initial=backoff_initial, backoff_max=backoff_max)
+            RemoteSimWorker(
+                backoff_initial=backoff_initial,
+                backoff_max=backoff_max,
+                faults=faults,
+                ssl_context=ssl_context,
+            )
             for _ in identities
         ]
     await asyncio.gather(
@@ -455,6 +548,7 @@ __all__ = [
     "BACKOFF_INITIAL",
     "BACKOFF_MAX",
     "CAPABILITIES",
+    "RemoteFaults",
     "RemoteSimWorker",
     "SimAuthError",
     "new_instance_id",

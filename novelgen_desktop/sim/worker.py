@@ -45,6 +45,9 @@ class SimBehaviour:
     # Load tests only: serve a bank of this many pre-drawn images instead of drawing each
     # prompt, so a benchmark measures the engine, store and output, not Pillow. 0 = draw.
     reuse_images: int = 0
+    # Deterministic fault injection for load tests: every N-th attempt of a worker (0 = off).
+    rate_limit_every: int = 0
+    crash_every: int = 0
 
     def __post_init__(self) -> None:
         rates = {
@@ -61,6 +64,9 @@ class SimBehaviour:
             raise ConfigError("simulated failure rates add up to more than 1")
         if self.latency_median < 0 or self.latency_sigma < 0 or self.latency_max < 0:
             raise ConfigError("simulated latencies must not be negative")
+        for name in ("rate_limit_every", "crash_every", "reuse_images"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"simulated {name} must not be negative")
         if not 16 <= self.image_size <= 4096:
             raise ConfigError(f"simulated image size must be 16..4096, got {self.image_size}")
 
@@ -114,6 +120,12 @@ class SimulatedWorker:
             await asyncio.sleep(latency)
         roll = self._rng.random()
         task, attempt = assignment.task_id, assignment.attempt
+        if b.crash_every and self.executed % b.crash_every == 0:
+            raise WorkerCrashed(f"simulated crash of {self.worker_id} (every {b.crash_every})")
+        if b.rate_limit_every and self.executed % b.rate_limit_every == 0:
+            return WorkerFailure(
+                task, attempt, ErrorKind.RATE_LIMITED, rate_limit_message(b.rate_limit_reset)
+            )
         edge = b.crash_rate
         if roll < edge:
             raise WorkerCrashed(f"simulated crash of {self.worker_id}")
@@ -181,14 +193,14 @@ class SimulatedWorker:
 
 
 def make_simulated_workers(
-    count: int, behaviour: SimBehaviour, *, accounts: int | None = None
+    count: int, behaviour: SimBehaviour, *, accounts: int | None = None, prefix: str = "sim"
 ) -> list[SimulatedWorker]:
-    """``count`` workers spread round-robin over ``accounts`` accounts (default: one each),
-    like tabs of several ChatGPT logins."""
+    """``count`` workers (``{prefix}-1``…) spread round-robin over ``accounts`` accounts
+    (default: one each; ``{prefix}-account-1``…), like tabs of several ChatGPT logins."""
     if not 1 <= count <= 64:
         raise ConfigError(f"--workers must be between 1 and 64, got {count}")
     accounts = accounts or count
     return [
-        SimulatedWorker(f"sim-{i + 1}", f"sim-account-{i % accounts + 1}", behaviour)
+        SimulatedWorker(f"{prefix}-{i + 1}", f"{prefix}-account-{i % accounts + 1}", behaviour)
         for i in range(count)
     ]
