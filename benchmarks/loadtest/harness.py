@@ -38,7 +38,12 @@ from benchmarks.loadtest.scenarios import FAST_IMAGES, ZERO_LATENCY, Scenario
 NOVELGEN = (sys.executable, "-m", "novelgen_desktop")
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
-WORKER_EXIT_TIMEOUT = 30.0
+WORKER_EXIT_TIMEOUT = 15.0
+"""Seconds a worker connected at the hub's shutdown has to exit after its ``bye``."""
+AWAY_EXIT_TIMEOUT = 3.0
+"""The same, in scenarios where a worker may be away (disconnected) when the hub stops: it
+never hears the ``bye`` and keeps reconnecting, as the contract says; it is then stopped with
+SIGTERM, which must also end it with status 0."""
 SAMPLE_INTERVAL = 0.1
 TEMP_SUFFIX = ".tmp"
 MANIFEST = "manifest.jsonl"
@@ -195,6 +200,13 @@ class WorkerProcess:
         assert self.proc is not None
         self.exit_code = await _wait_exit(self.proc, timeout)
         return self.exit_code
+
+    async def terminate(self, timeout: float) -> int | None:
+        """SIGTERM (the tabs say ``bye``), then wait."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return await self.wait_exit(timeout)
 
     def ensure_dead(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -542,7 +554,14 @@ async def _run(scenario: Scenario, root: Path, log: Log) -> dict[str, Any]:
             await asyncio.gather(job, controller, return_exceptions=True)
         log(f"{scenario.name}: client saw {watch.state} ({watch.done}/{watch.tasks})")
         hub_exit = await hub.stop()
-        worker_exits = [await w.wait_exit(WORKER_EXIT_TIMEOUT) for w in workers]
+        patience = WORKER_EXIT_TIMEOUT if scenario.workers_hear_bye else AWAY_EXIT_TIMEOUT
+        for worker in workers:
+            await worker.wait_exit(patience)
+        needed_sigterm = [w.prefix for w in workers if w.exit_code is None]
+        for worker in workers:
+            if worker.exit_code is None:
+                await worker.terminate(WORKER_EXIT_TIMEOUT)
+        worker_exits = [w.exit_code for w in workers]
         sampler.sample()
     finally:
         sampler.stop()
@@ -568,6 +587,7 @@ async def _run(scenario: Scenario, root: Path, log: Log) -> dict[str, Any]:
     }
     report["workers"] = {
         "exit_codes": worker_exits,
+        "needed_sigterm": needed_sigterm,
         "log_tails": {w.prefix: _tail(w.log_path, 10) for w in workers if w.exit_code not in (0,)},
     }
     if hub_exit != 0:
@@ -607,6 +627,8 @@ async def _run(scenario: Scenario, root: Path, log: Log) -> dict[str, Any]:
         problems.append(f"serve exited with {hub_exit} after SIGTERM")
     if any(code != 0 for code in worker_exits):
         problems.append(f"sim-worker exit codes {worker_exits} after the hub stopped")
+    if needed_sigterm and scenario.workers_hear_bye:
+        problems.append(f"sim-workers {needed_sigterm} did not exit after the hub's bye")
     if watch.hub_errors:
         problems.append(f"the hub sent the client {len(watch.hub_errors)} error frames")
     report["problems"] = problems
@@ -629,6 +651,7 @@ def _headline(scenario: Scenario, watch: JobWatch, store: dict[str, Any] | None)
         "latency_p50_s": store["latency_s"]["p50"],
         "latency_p99_s": store["latency_s"]["p99"],
         "errors_by_kind": store["errors_by_kind"],
+        "attempts_by_outcome": store["attempts_by_outcome"],
         "lost": store["not_done"] if scenario.must_finish else None,
         "duplicated": store["duplicated"],
         "client_state": watch.state,

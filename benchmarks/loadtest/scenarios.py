@@ -49,6 +49,10 @@ class Scenario:
     interval: float = 0.25
     """The client's subscribe interval."""
     seed: int = 1
+    workers_hear_bye: bool = True
+    """Every worker is connected when the hub stops, so each must exit on the hub's ``bye``.
+    False where a worker may be away at that moment (dropped, crashed, or still in its
+    reconnect backoff after a hub restart): it is stopped with SIGTERM instead."""
     tags: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -123,6 +127,7 @@ def fault(kind: str, tasks: int = 100, workers: int = 5) -> Scenario:
             tasks,
             workers,
             ("--disconnect-every", "7", "--away", "0.2"),
+            workers_hear_bye=False,
         )
     if kind == "crash":
         return _fault(
@@ -132,6 +137,7 @@ def fault(kind: str, tasks: int = 100, workers: int = 5) -> Scenario:
             tasks,
             workers,
             ("--crash-every", "9"),
+            workers_hear_bye=False,
         )
     if kind == "duplicate":
         return _fault(
@@ -151,6 +157,7 @@ def fault(kind: str, tasks: int = 100, workers: int = 5) -> Scenario:
             workers,
             ("--disconnect-every", "6", "--away", "1.5"),
             hub_options=("--backoff-base", "0.05", "--restart-grace", "0.5"),
+            workers_hear_bye=False,
         )
     if kind == "slow":
         fast = max(1, workers - 1)
@@ -200,6 +207,7 @@ def fault(kind: str, tasks: int = 100, workers: int = 5) -> Scenario:
             workers,
             ("--latency", "0.05", "--latency-sigma", "0"),
             kill_hub_at=(0.4,),
+            workers_hear_bye=False,
         )
     if kind == "chaos":
         return _fault(
@@ -227,6 +235,7 @@ def fault(kind: str, tasks: int = 100, workers: int = 5) -> Scenario:
                 "0.3",
             ),
             kill_hub_at=(0.25, 0.6),
+            workers_hear_bye=False,
         )
     raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
 

@@ -1,0 +1,90 @@
+"""The fast subset of the load tests: ``novelgen serve`` and ``novelgen sim-worker`` as real
+processes, a job submitted over WebSocket, one fault kind per test, and the hub SIGKILLed and
+restarted. Each run must end with the job ``finished``, nothing lost, nothing duplicated, the
+manifest agreeing with the database, and every process exiting 0 after SIGTERM.
+
+The full-size runs (100 to 10,000 tasks, 1 to 10 workers) are
+``python -m benchmarks.loadtest`` (docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from benchmarks.loadtest import scenarios
+from benchmarks.loadtest.harness import run_scenario
+
+
+def run(scenario: scenarios.Scenario) -> dict[str, Any]:
+    report = run_scenario(scenario)
+    result, store = report["result"], report["store"]
+    assert report["problems"] == [], report["problems"]
+    assert result["lost"] == 0
+    assert result["duplicated"] == 0, store["duplicated_detail"]
+    assert store["job_state"] == "finished"
+    assert report["client"]["final_state"] == "finished"
+    assert store["done"] == store["manifest_rows"] == scenario.tasks
+    assert report["hub"]["final_exit_code"] == 0
+    assert report["workers"]["exit_codes"] == [0] * len(scenario.groups)
+    assert report["hub"]["rss_samples"] > 0
+    return report
+
+
+def test_throughput_smoke_300_tasks_10_workers() -> None:
+    report = run(scenarios.throughput(300, 10))
+    assert report["result"]["throughput_per_s"] > 0
+    assert len(report["store"]["done_by_worker"]) >= 2  # the work was spread
+
+
+@pytest.mark.parametrize("kind", ["duplicate", "memory"])
+def test_fault(kind: str) -> None:
+    run(scenarios.fault(kind, 100, 5))
+
+
+def test_disconnect_mid_task_delivers_after_reconnect() -> None:
+    report = run(scenarios.fault("disconnect", 100, 5))
+    # The results held across a 0.2 s absence arrived: their attempts lasted that long.
+    assert report["store"]["latency_s"]["max"] >= 0.2
+    assert report["store"]["attempts_by_outcome"] == {"done": 100}
+
+
+def test_crash_and_reconnect_as_a_new_instance() -> None:
+    report = run(scenarios.fault("crash", 100, 5))
+    assert report["store"]["errors_by_kind"].get("worker_lost", 0) >= 5
+
+
+def test_late_results_after_the_restart_grace() -> None:
+    report = run(scenarios.fault("late", 100, 5))
+    outcomes = report["store"]["attempts_by_outcome"]
+    assert outcomes.get("superseded", 0) + outcomes.get("duplicate", 0) >= 1, outcomes
+
+
+def test_transient_failures_are_retried() -> None:
+    report = run(scenarios.fault("failures", 100, 5))
+    assert sum(report["store"]["errors_by_kind"].values()) >= 3
+
+
+def test_slow_worker_does_not_hold_the_job() -> None:
+    report = run(scenarios.fault("slow", 100, 5))
+    by_worker = report["store"]["done_by_worker"]
+    slow = sum(n for worker, n in by_worker.items() if worker.startswith("g2"))
+    assert slow < 10, by_worker
+
+
+def test_rate_limit_storm() -> None:
+    report = run(scenarios.fault("ratelimit", 100, 5))
+    assert report["store"]["errors_by_kind"].get("rate_limited", 0) >= 5
+
+
+def test_hub_sigkill_and_restart() -> None:
+    report = run(scenarios.fault("hub-kill", 200, 5))
+    assert len(report["hub"]["kills"]) == 1
+    assert len(report["hub"]["starts"]) == 2
+    assert report["client"]["reconnects"] >= 1
+    assert 0 < report["hub"]["kills"][0]["at_done"] < 200
+
+
+def test_chaos_with_two_hub_kills() -> None:
+    report = run(scenarios.fault("chaos", 100, 5))
+    assert len(report["hub"]["kills"]) == 2
