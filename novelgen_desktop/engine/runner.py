@@ -255,6 +255,8 @@ class JobRunner:
         loop = self._loops.get(worker.worker_id)
         self.workers[worker.worker_id] = worker
         if known is worker and loop is not None and not loop.done():
+            # Said hello again: whatever blocked it (a login) is for the worker to report anew.
+            self.scheduler.add_worker(worker.worker_id, worker.account_id)
             self._notify()
             return
         if self._running and not self._stopping:
