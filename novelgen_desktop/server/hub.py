@@ -73,6 +73,10 @@ SERVER_NAME = "novelgen-desktop/0.1.0"
 REFUSED_LIMIT = 20
 """Refused frames allowed per ``REFUSED_WINDOW`` seconds before closing with 4008."""
 REFUSED_WINDOW = 60.0
+FRAME_RATE = 1000.0
+"""Sustained frames per second one connection may send (a busy zero-latency sim worker sends
+~100); a peer above it (after ``FRAME_BURST``) is flooding and is closed with 4008."""
+FRAME_BURST = 5000
 _ID_PATTERN = re.compile(ID)
 
 
@@ -96,6 +100,8 @@ class Session:
         self.last_sent = time.monotonic()
         self.refused: deque[float] = deque()
         self._heartbeat_seq = 0
+        self._allowance = float(hub.frame_burst)  # token bucket against floods
+        self._allowance_at = time.monotonic()
 
     async def send(self, message: Message) -> bool:
         """Send one frame; False if the connection is gone."""
@@ -107,9 +113,20 @@ class Session:
         self.last_sent = time.monotonic()
         return True
 
-    async def close(self, code: int, reason: str) -> None:
+    async def close(self, code: int, reason: str, *, wait: float | None = None) -> None:
+        """Close with ``code``; ``wait``: give the closing handshake at most this long, then
+        drop the TCP connection (a flooding peer's close frame is stuck behind its flood)."""
         with contextlib.suppress(Exception):
-            await self.ws.close(code, reason)
+            if wait is None:
+                await self.ws.close(code, reason)
+                return
+            try:
+                async with asyncio.timeout(wait):
+                    await self.ws.close(code, reason)
+            except TimeoutError:
+                transport = self.ws.transport
+                if transport is not None:
+                    transport.abort()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -202,7 +219,21 @@ class Session:
             except TimeoutError:
                 await self.close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat_timeout")
                 return
-            self.last_received = time.monotonic()
+            self.last_received = now = time.monotonic()
+            self._allowance = min(
+                float(self.hub.frame_burst),
+                self._allowance + (now - self._allowance_at) * self.hub.frame_rate,
+            )
+            self._allowance_at = now
+            self._allowance -= 1.0
+            if self._allowance < 0:
+                log.warning(
+                    "session %s: flooding (over %g frames/s); closing",
+                    self.session_id,
+                    self.hub.frame_rate,
+                )
+                await self.close(CloseCode.POLICY, "policy", wait=1.0)
+                return
             try:
                 if isinstance(frame, bytes):
                     await self._binary(frame)
@@ -230,7 +261,7 @@ class Session:
             )
         )
         if len(self.refused) >= self.hub.refused_limit:
-            await self.close(CloseCode.POLICY, "policy")
+            await self.close(CloseCode.POLICY, "policy", wait=1.0)
             raise _ClosedError
 
     async def _binary(self, frame: bytes) -> None:
@@ -317,6 +348,8 @@ class Hub:
         restart_grace: float = RESTART_GRACE,
         refused_limit: int = REFUSED_LIMIT,
         refused_window: float = REFUSED_WINDOW,
+        frame_rate: float = FRAME_RATE,
+        frame_burst: int = FRAME_BURST,
         on_late_outcome: LateOutcomeHandler | None = None,
         service: JobService | None = None,
     ) -> None:
@@ -328,6 +361,8 @@ class Hub:
         self.restart_grace = restart_grace
         self.refused_limit = refused_limit
         self.refused_window = refused_window
+        self.frame_rate = frame_rate
+        self.frame_burst = frame_burst
         self.service = service
         if on_late_outcome is None and service is not None:
             on_late_outcome = service.deliver_late
@@ -461,4 +496,12 @@ class Hub:
         return self.connected_workers()
 
 
-__all__ = ["REFUSED_LIMIT", "REFUSED_WINDOW", "Hub", "Session", "is_loopback"]
+__all__ = [
+    "FRAME_BURST",
+    "FRAME_RATE",
+    "REFUSED_LIMIT",
+    "REFUSED_WINDOW",
+    "Hub",
+    "Session",
+    "is_loopback",
+]
