@@ -816,6 +816,9 @@ class JobRunner:
             for decision in self.scheduler.expire_leases(self.clock()):
                 self._persist_failure(decision, ErrorKind.LEASE_EXPIRED, "lease expired")
                 self._notify()
+            # With no worker loop left (a hub waiting for tabs), nothing else would notice a
+            # job that ended by a cancel.
+            self._check_finished()
 
     async def _reporter(self) -> None:
         while True:

@@ -30,7 +30,7 @@ from novelgen_desktop.engine.recovery import open_store, reconcile_job
 from novelgen_desktop.engine.runner import JobRunner, RunSettings
 from novelgen_desktop.engine.worker import Worker
 from novelgen_desktop.errors import ConfigError
-from novelgen_desktop.output.naming import DEFAULT_TEMPLATE, NamingTemplate
+from novelgen_desktop.output.naming import DEFAULT_TEMPLATE, NamingTemplate, TemplateError
 from novelgen_desktop.paths import DataPaths
 from novelgen_desktop.prompts.model import PromptSpec, SourceLocation
 from novelgen_desktop.store.database import Store
@@ -218,7 +218,10 @@ class JobService:
         if not specs:
             raise ConfigError("the job has no prompts")
         template = naming or self.settings.naming_template
-        NamingTemplate(template)  # raises ConfigError naming what is wrong
+        try:
+            NamingTemplate(template)
+        except TemplateError as exc:
+            raise ConfigError(f"naming template {template!r}: {exc}") from exc
         root = out_root or self.settings.out_root or self.paths.default_output_dir
         options = JobOptions(
             name=name,
