@@ -337,7 +337,8 @@ def inspect_job(data_dir: Path, job_id: str, *, verify_hashes: bool = True) -> d
             "SELECT state, out_dir FROM jobs WHERE id = ?", (job_id,)
         ).fetchone()
         tasks = conn.execute(
-            "SELECT id, state, output_path, sha256, size FROM tasks WHERE job_id = ?", (job_id,)
+            "SELECT id, state, output_path, sha256, size, finished_at FROM tasks WHERE job_id = ?",
+            (job_id,),
         ).fetchall()
         attempts = conn.execute(
             "SELECT a.task_id, a.worker_id, a.started_at, a.ended_at, a.outcome, a.error_kind "
@@ -352,7 +353,10 @@ def inspect_job(data_dir: Path, job_id: str, *, verify_hashes: bool = True) -> d
     ends = [a[3] for a in done_attempts if a[3] is not None]
     latencies = sorted(a[3] - a[2] for a in done_attempts if a[3] is not None)
     first_assign = min(starts) if starts else None
-    last_done = max(ends) if ends else None
+    # The last completion: a done attempt's end, or a task's finish time (a task recovered
+    # after a SIGKILL has no done attempt).
+    finishes = [t[5] for t in tasks if t[1] == "done" and t[5] is not None]
+    last_done = max(ends + finishes) if ends or finishes else None
     span = (last_done - first_assign) if first_assign is not None and last_done else None
 
     # Files: every file in the job's folder but the manifest should be one task's image.
@@ -371,7 +375,7 @@ def inspect_job(data_dir: Path, job_id: str, *, verify_hashes: bool = True) -> d
     missing_files = sorted(set(recorded) - files)
     hash_mismatches = 0
     if verify_hashes:
-        for rel, (_id, _state, _path, sha, size) in recorded.items():
+        for rel, (_id, _state, _path, sha, size, _finished) in recorded.items():
             path = out / rel
             if rel in files:
                 data = path.read_bytes()
@@ -420,11 +424,17 @@ def inspect_job(data_dir: Path, job_id: str, *, verify_hashes: bool = True) -> d
         "attempts": len(attempts),
         "attempts_by_outcome": dict(Counter(str(a[4]) for a in attempts)),
         "errors_by_kind": dict(Counter(a[5] for a in attempts if a[5])),
+        # A task can be done without a 'done' attempt: its image was recovered from the
+        # manifest or adopted from disk after a hub SIGKILL. Counted, as attempts-based
+        # figures (throughput, latency) do not see it.
+        "done_without_done_attempt": sum(
+            1 for t in tasks if t[1] == "done" and done_per_task.get(t[0], 0) == 0
+        ),
         "done_by_worker": dict(sorted(Counter(str(a[1]) for a in done_attempts).items())),
         "first_assign": first_assign,
         "last_done": last_done,
         "seconds_first_assign_to_last_done": round(span, 3) if span else None,
-        "throughput_per_s": round(len(done_attempts) / span, 1) if span else None,
+        "throughput_per_s": round(states.get("done", 0) / span, 1) if span else None,
         "steady_rate_per_s": _round(steady_rate(ends), 2),
         "latency_s": {
             "p50": _round(percentile(latencies, 50), 4),

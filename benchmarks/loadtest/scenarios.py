@@ -209,6 +209,17 @@ def fault(kind: str, tasks: int = 100, workers: int = 5) -> Scenario:
             kill_hub_at=(0.4,),
             workers_hear_bye=False,
         )
+    if kind == "hub-kill-fast":
+        return _fault(
+            kind,
+            "zero-latency workers and the hub SIGKILLed at 30 % and 60 %: images written but "
+            "not yet committed are caught in flight and must be adopted once, never twice",
+            tasks,
+            workers,
+            ("--latency", "0", "--latency-sigma", "0"),
+            kill_hub_at=(0.3, 0.6),
+            workers_hear_bye=False,
+        )
     if kind == "chaos":
         return _fault(
             kind,
@@ -250,6 +261,7 @@ FAULT_KINDS = (
     "memory",
     "failures",
     "hub-kill",
+    "hub-kill-fast",
     "chaos",
 )
 
