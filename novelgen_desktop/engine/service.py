@@ -267,6 +267,26 @@ class JobService:
         return [self._live_view(v) if self._is_active(v.job_id) else v for v in views]
 
     async def view(self, job_id: str, *, workers: bool = True) -> JobView:
+        active, runner = self.active_job, self.runner
+        if active is not None and runner is not None and job_id == active.id:
+            # The running job is followed every interval by every subscriber: answer from
+            # memory, without touching the store.
+            base = JobView(
+                job_id=active.id,
+                name=active.name,
+                state=JobState.RUNNING,
+                total=len(runner.tasks),
+                done=0,
+                failed_terminal=0,
+                percent=0.0,
+                throughput_per_min=0.0,
+                eta_seconds=None,
+                cooling_until=None,
+                created_at=active.created_at,
+                active=True,
+                failures_seen=0,
+            )
+            return self._live_view(base, workers)
         job = await self.find_job(job_id)
         if self._is_active(job.id):
             return self._live_view(await self._in_thread(self._view_from_store, job), workers)
