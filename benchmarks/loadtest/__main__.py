@@ -23,6 +23,7 @@ from benchmarks.loadtest.scenarios import FAULT_KINDS, Scenario
 THROUGHPUT_TARGETS = {3000: 5.0, 10000: 15.0}
 """Tasks → seconds from first assignment to last completion (issue 4's acceptance)."""
 EFFICIENCY_TARGET = 0.95
+NAMES = ("throughput", "efficiency", *FAULT_KINDS)
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("list", help="list the scenarios")
 
     run = commands.add_parser("run", help="run scenarios by name (see list)")
-    run.add_argument("names", nargs="+", metavar="NAME")
+    run.add_argument("names", nargs="+", metavar="NAME", choices=NAMES)
     run.add_argument("--tasks", type=int)
     run.add_argument("--workers", type=int)
 
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "list":
-        for name in ("throughput", "efficiency", *FAULT_KINDS):
+        for name in NAMES:
             scenario = scenarios.named(name)
             print(f"{name:12} {scenario.tasks:>6} × {scenario.workers:<3} {scenario.description}")
         return 0
