@@ -4,7 +4,8 @@ restarted. Each run must end with the job ``finished``, nothing lost, nothing du
 manifest agreeing with the database, and every process exiting 0 after SIGTERM.
 
 The full-size runs (100 to 10,000 tasks, 1 to 10 workers) are
-``python -m benchmarks.loadtest`` (docs/benchmarks.md)."""
+``python -m benchmarks.loadtest`` (docs/benchmarks.md). The tests marked ``slow`` (4–12 s
+each) run in CI too; the mark only lets a quick local run leave them out."""
 
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ def test_crash_and_reconnect_as_a_new_instance() -> None:
     assert report["store"]["errors_by_kind"].get("worker_lost", 0) >= 2
 
 
+@pytest.mark.slow
 def test_late_results_after_the_restart_grace() -> None:
     report = run(scenarios.fault("late", 100, 5))
     outcomes = report["store"]["attempts_by_outcome"]
@@ -72,6 +74,7 @@ def test_slow_worker_does_not_hold_the_job() -> None:
     assert slow < 10, by_worker
 
 
+@pytest.mark.slow
 def test_rate_limit_storm() -> None:
     report = run(scenarios.fault("ratelimit", 100, 5))
     # Each tab's 12th attempt is rate-limited; how many tabs get that far depends on how the
@@ -79,6 +82,7 @@ def test_rate_limit_storm() -> None:
     assert report["store"]["errors_by_kind"].get("rate_limited", 0) >= 1
 
 
+@pytest.mark.slow
 def test_hub_sigkill_and_restart() -> None:
     report = run(scenarios.fault("hub-kill", 200, 5))
     assert len(report["hub"]["kills"]) == 1
@@ -87,6 +91,7 @@ def test_hub_sigkill_and_restart() -> None:
     assert 0 < report["hub"]["kills"][0]["at_done"] < 200
 
 
+@pytest.mark.slow
 def test_hub_sigkill_at_full_speed_adopts_in_flight_images_once() -> None:
     report = run(scenarios.fault("hub-kill-fast", 1000, 10))
     # Images on disk but not yet committed at each kill (typically dozens) are adopted on
@@ -94,6 +99,7 @@ def test_hub_sigkill_at_full_speed_adopts_in_flight_images_once() -> None:
     assert len(report["hub"]["kills"]) == 2
 
 
+@pytest.mark.slow
 def test_chaos_with_two_hub_kills() -> None:
     report = run(scenarios.fault("chaos", 100, 5))
     assert len(report["hub"]["kills"]) == 2
