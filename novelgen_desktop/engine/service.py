@@ -122,6 +122,9 @@ class JobService:
         self._busy_jobs: set[str] = set()  # locked by another process: not retried until restart
         self._resume_when_stopped: set[str] = set()
         self._changed_callbacks: list[Callable[[], None]] = []
+        # Per-worker figures of the last run of each job (a finished job's final progress
+        # still says who did what); bounded.
+        self._last_workers: dict[str, tuple[WorkerView, ...]] = {}
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -244,9 +247,10 @@ class JobService:
         self._changed()
         return job, count
 
-    async def find_job(self, job_ref: str) -> JobRecord:
-        """JobNotFoundError when ``job_ref`` names no job."""
-        return await self._in_thread(self.store.find_job, job_ref)
+    async def find_job(self, job_id: str) -> JobRecord:
+        """The job with exactly this id (no prefixes: a program names a job by its id, and a
+        prefix could pause the wrong job); JobNotFoundError otherwise."""
+        return await self._in_thread(lambda: self.store.find_job(job_id, exact=True))
 
     async def list_jobs(self, states: Sequence[JobState] = (), limit: int = 100) -> list[JobView]:
         """Newest first."""
@@ -293,9 +297,19 @@ class JobService:
         return await self._in_thread(self._view_from_store, job)
 
     async def error_groups(self, job_id: str, limit: int = 100) -> list[ErrorGroupView]:
+        return (await self.error_report(job_id, limit))[1]
+
+    async def error_report(self, job_id: str, limit: int = 100) -> tuple[int, list[ErrorGroupView]]:
+        """The failed attempts *recorded* so far and their groups, read together: the running
+        job's in-memory count runs ahead of the store by one group commit, so a stream that
+        remembers this count (not the live one) sends the groups again once they catch up."""
         job = await self.find_job(job_id)
-        rows = await self._in_thread(self.store.error_groups, job.id, limit, 20)
-        return [
+
+        def read() -> tuple[int, list[tuple[str, str, int, float | None, list[int]]]]:
+            return self.store.failed_attempts(job.id), self.store.error_groups(job.id, limit, 20)
+
+        total, rows = await self._in_thread(read)
+        return total, [
             ErrorGroupView(
                 kind=kind, message=message, count=count, last_at=last_at, task_ids=tuple(ids)
             )
@@ -364,6 +378,30 @@ class JobService:
 
     # --- views ----------------------------------------------------------------------------
 
+    def _remember_workers(self, job_id: str, views: tuple[WorkerView, ...]) -> None:
+        self._last_workers.pop(job_id, None)
+        self._last_workers[job_id] = views
+        while len(self._last_workers) > 64:
+            self._last_workers.pop(next(iter(self._last_workers)))
+
+    def _worker_views(self, runner: JobRunner) -> tuple[WorkerView, ...]:
+        now = self.clock()
+        return tuple(
+            WorkerView(
+                worker_id=s.worker_id,
+                account_id=s.account_id,
+                done=s.done,
+                failed=s.failed,
+                rate_limited=s.rate_limited,
+                success_rate=s.success_rate,
+                mean_latency=s.mean_latency,
+                p95_latency=s.p95_latency,
+                connected=bool(getattr(self.workers.get(s.worker_id), "connected", False)),
+                cooling_until=_cooling(runner, s.account_id, now),
+            )
+            for s in runner.progress.workers.values()
+        )
+
     def _is_active(self, job_id: str) -> bool:
         return self.active_job is not None and self.active_job.id == job_id
 
@@ -386,6 +424,7 @@ class JobService:
             created_at=job.created_at,
             active=False,
             failures_seen=self.store.failed_attempts(job.id),
+            workers=self._last_workers.get(job.id, ()),
         )
 
     def _live_view(self, base: JobView, workers: bool = True) -> JobView:
@@ -397,25 +436,8 @@ class JobService:
         state = JobState.PAUSED if status.paused else JobState.RUNNING
         if runner.scheduler.cancelled:
             state = JobState.CANCELLED
-        now = self.clock()
         stats = runner.progress.workers.values()
-        worker_views: tuple[WorkerView, ...] = ()
-        if workers:
-            worker_views = tuple(
-                WorkerView(
-                    worker_id=s.worker_id,
-                    account_id=s.account_id,
-                    done=s.done,
-                    failed=s.failed,
-                    rate_limited=s.rate_limited,
-                    success_rate=s.success_rate,
-                    mean_latency=s.mean_latency,
-                    p95_latency=s.p95_latency,
-                    connected=bool(getattr(self.workers.get(s.worker_id), "connected", False)),
-                    cooling_until=_cooling(runner, s.account_id, now),
-                )
-                for s in stats
-            )
+        worker_views = self._worker_views(runner) if workers else ()
         return replace(
             base,
             state=state,
@@ -488,6 +510,8 @@ class JobService:
             summary = await runner.run()
             log.info("job %s stopped: %s", job.id, summary.state.value)
         finally:
+            if self.runner is not None:
+                self._remember_workers(job.id, self._worker_views(self.runner))
             self.runner, self.active_job = None, None
             lock.release()
             if job.id in self._resume_when_stopped:

@@ -129,7 +129,10 @@ def _float_checker(r: Rule) -> Check:
     def check(value: Any, path: str) -> float:
         if type(value) not in (int, float):
             _fail(ErrorCode.BAD_FIELD, path, f"expected number, got {_json_kind(value)}")
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond the float range: 1 followed by 400 zeros
+            _fail(ErrorCode.BAD_FIELD, path, "number out of range")
         if not math.isfinite(number):
             _fail(ErrorCode.BAD_FIELD, path, "must be a finite number")
         _range(number, path, lo, hi)

@@ -154,7 +154,8 @@ class ClientRequests:
         """Every ``interval``: the running job's progress; other jobs when they change; error
         groups when a job's failed attempts change. A job's final state is always sent."""
         sent: dict[str, JobView] = {}
-        failures: dict[str, int] = {}
+        live: dict[str, int] = {}  # failed attempts the last errors frame was sent for
+        recorded: dict[str, int] = {}  # … and how many of them its groups included
         while True:
             self._changed.clear()
             ids = list(job_ids) or await self._followed(sent)
@@ -168,11 +169,16 @@ class ClientRequests:
                     if not await self.send(_progress(view)):
                         return
                     sent[job_id] = view
-                if request.errors and view.failures_seen != failures.get(job_id, 0):
-                    groups = await self.service.error_groups(job_id)
-                    if not await self.send(_errors(job_id, groups)):
+                live_changed = view.failures_seen != live.get(job_id, 0)
+                behind = recorded.get(job_id, 0) < view.failures_seen
+                if request.errors and (live_changed or behind):
+                    # The running job's live count runs ahead of the store by one group
+                    # commit: send at once what is recorded, and again when it catches up.
+                    count, groups = await self.service.error_report(job_id)
+                    changed = count != recorded.get(job_id, 0)
+                    if (live_changed or changed) and not await self.send(_errors(job_id, groups)):
                         return
-                    failures[job_id] = view.failures_seen
+                    recorded[job_id], live[job_id] = count, view.failures_seen
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(request.interval):
                     await self._changed.wait()

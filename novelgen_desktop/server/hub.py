@@ -163,8 +163,12 @@ class Session:
             return False
         hello: Message | None = None
         if isinstance(first, str):
-            with contextlib.suppress(ProtocolError):
+            try:
                 hello = decode(first, max_chars=MAX_HELLO_FRAME)
+            except ProtocolError:
+                pass
+            except Exception:  # a decoder bug must not change the verdict nor leak anything
+                log.exception("session %s: decoding a hello failed", self.session_id)
         # One verdict for every failure (malformed, not a hello, wrong token): nothing leaks.
         if not isinstance(hello, Hello) or not token_matches(hello.token, hub.token):
             await self.close(CloseCode.UNAUTHORIZED, "unauthorized")

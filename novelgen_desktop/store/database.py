@@ -283,13 +283,16 @@ class Store:
         ).fetchall()
         return [_job_from_row(r) for r in rows]
 
-    def find_job(self, job_ref: str) -> JobRecord:
-        """Find a job by exact id or unique id prefix; errors list the candidates."""
+    def find_job(self, job_ref: str, *, exact: bool = False) -> JobRecord:
+        """Find a job by exact id or (unless ``exact``: programs name jobs by their id) unique
+        id prefix; errors list the candidates."""
         row = self._conn.execute(
             f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_ref,)
         ).fetchone()
         if row is not None:
             return _job_from_row(row)
+        if exact:
+            raise JobNotFoundError(f"no job has the id {job_ref!r}")
         escaped = job_ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         rows = self._conn.execute(
             f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id LIKE ? ESCAPE '\\' ORDER BY created_at",

@@ -125,6 +125,10 @@ def test_cancel_a_job_with_no_worker_left_ends_it(paths: DataPaths) -> None:
                 await service.resume(job.id)
             with pytest.raises(JobNotFoundError):
                 await service.pause("no-such-job")
+            with pytest.raises(JobNotFoundError):  # programs name jobs exactly: no prefixes
+                await service.pause(job.id[:6])
+            with pytest.raises(JobNotFoundError):
+                await service.view(job.id.upper())
         finally:
             await service.stop()
 

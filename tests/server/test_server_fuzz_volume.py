@@ -73,24 +73,10 @@ TYPES = sorted({wire["type"] for wire in SEEDS})
 PNG = render_panel_png("fuzz", width=32, height=32, seed="fuzz")
 
 HUGE_INT_FRAME = '{"v": 1, "type": "heartbeat", "ts": 1' + "0" * 400 + "}"
-"""An integer beyond the float range in a number field (see the xfail test below)."""
+"""An integer beyond the float range in a number field (once an OverflowError in decode)."""
 
 
-def huge_ints_are_refused() -> bool:
-    """True once ``decode`` refuses HUGE_INT_FRAME with a ProtocolError. Until then the
-    generator leaves such numbers out: each would be logged as an ERROR by the hub (the known
-    bug shown by ``test_an_integer_beyond_the_float_range_is_a_bad_field``), and this test is
-    about everything else; once fixed, they are fuzzed here too."""
-    try:
-        m.decode(HUGE_INT_FRAME)
-    except ProtocolError:
-        return True
-    except Exception:
-        return False
-    return False
-
-
-HUGE = [10**400, -(10**400)] if huge_ints_are_refused() else []
+HUGE = [10**400, -(10**400)]
 
 
 # -- the generator ---------------------------------------------------------------------------
@@ -574,12 +560,6 @@ def test_the_default_refused_limit_closes_with_4008() -> None:
     asyncio.run(scenario())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG novelgen_desktop/protocol/schema.py:132 (_float_checker): float(value) raises "
-    "OverflowError for an integer beyond the float range, so decode() raises something else "
-    "than ProtocolError and the hub logs an ERROR and answers 'internal' instead of bad_field",
-)
 def test_an_integer_beyond_the_float_range_is_a_bad_field() -> None:
     with pytest.raises(ProtocolError) as refused:
         m.decode(HUGE_INT_FRAME)
@@ -602,13 +582,6 @@ def test_an_integer_beyond_the_float_range_is_a_bad_field() -> None:
     assert errors.records == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (same root: novelgen_desktop/protocol/schema.py:132): before authentication "
-    "the hub only suppresses ProtocolError from decode (hub.py _authenticate), so a first "
-    "frame with an integer beyond the float range ends in Session.run's catch-all: ERROR "
-    "'session … failed' and close 1011 internal_error instead of the uniform 4001",
-)
 def test_a_first_frame_with_a_huge_integer_is_closed_4001_like_any_bad_hello() -> None:
     errors = ErrorLog()
     logger = logging.getLogger("novelgen_desktop.server")

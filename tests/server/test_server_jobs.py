@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import pytest
 from server_testkit import (
     FAST_RUN_SETTINGS,
     FAST_SIM,
@@ -428,16 +427,6 @@ def test_errors_frames_group_failures_by_kind_with_counts(tmp_path: Path) -> Non
     asyncio.run(scenario())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG novelgen_desktop/server/clients.py:171-175 (_stream): whether to send an errors "
-    "frame is decided on view.failures_seen (the running job's in-memory count, service.py "
-    "_live_view) but its groups come from the store (service.error_groups), which lags by the "
-    "writer's group commit; failures_seen is then recorded as sent, and once the job is over "
-    "the store's count equals it, so the stale (undercounting, even empty) errors frame is "
-    "never corrected. Seen intermittently at the default flush interval under CPU load; a "
-    "long flush interval makes it deterministic.",
-)
 def test_errors_stream_catches_up_with_the_last_failures(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     slow_commits = replace(
