@@ -18,6 +18,7 @@ import sys
 import psutil
 
 from benchmarks.common import machine, new_job, scratch
+from novelgen_desktop.engine.model import TaskState
 from novelgen_desktop.engine.runner import JobRunner, RunSettings, RunStatus
 from novelgen_desktop.sim.worker import SimBehaviour, make_simulated_workers
 
@@ -68,7 +69,7 @@ def main() -> None:
         on_progress=sample,
     )
     summary = asyncio.run(runner.run())
-    assert summary.counts["done"] == args.tasks
+    assert summary.counts[TaskState.DONE] == args.tasks
     after_warmup = [(d, r) for d, r in samples if d >= args.tasks * 0.2]
     peak = max(r for _, r in samples)
 

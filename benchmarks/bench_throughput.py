@@ -14,6 +14,7 @@ import json
 import time
 
 from benchmarks.common import machine, new_job, scratch
+from novelgen_desktop.engine.model import TaskState
 from novelgen_desktop.engine.runner import JobRunner, RunSettings
 from novelgen_desktop.sim.worker import SimBehaviour, make_simulated_workers
 
@@ -33,7 +34,7 @@ def run_once(count: int, workers: int, threads: int, *, fsync: bool) -> dict[str
     started = time.perf_counter()
     summary = asyncio.run(runner.run())
     elapsed = time.perf_counter() - started
-    assert summary.counts["done"] == count, summary
+    assert summary.counts[TaskState.DONE] == count, summary
     return {
         "tasks": count,
         "workers": workers,

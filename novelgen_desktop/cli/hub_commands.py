@@ -106,6 +106,12 @@ def add_hub_commands(commands: Any) -> None:
     serve.add_argument("--lease-seconds", type=float, help="seconds a worker may hold a task (600)")
     serve.add_argument("--backoff-base", type=float, help="first retry delay ceiling (5 s)")
     serve.add_argument("--max-failures", type=_positive_int, help="failures before dead (5)")
+    serve.add_argument(
+        "--min-cooldown",
+        type=_seconds,
+        metavar="SECONDS",
+        help="shortest rest of a rate-limited account, whatever the page announced (5)",
+    )
     serve.add_argument("--snapshot-every", type=_positive_int, help="completions per snapshot")
     serve.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
@@ -180,7 +186,7 @@ def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
 
 def _run_settings(args: argparse.Namespace) -> RunSettings:
     policy = SchedulerPolicy()
-    for name in ("lease_seconds", "backoff_base", "max_failures"):
+    for name in ("lease_seconds", "backoff_base", "max_failures", "min_cooldown"):
         value = getattr(args, name)
         if value is not None:
             policy = replace(policy, **{name: value})

@@ -533,7 +533,7 @@ def _apply_one(conn: sqlite3.Connection, op: StoreOp) -> None:
                 (op.attempt, op.worker_id, op.task_id),
             )
         case AttemptEnded():
-            conn.execute(
+            ended = conn.execute(
                 "UPDATE attempts SET ended_at = ?, outcome = ?, error_kind = ?, "
                 "error_message = ?, conversation_url = COALESCE(?, conversation_url), "
                 "image_id = COALESCE(?, image_id) WHERE task_id = ? AND attempt = ?",
@@ -548,6 +548,23 @@ def _apply_one(conn: sqlite3.Connection, op: StoreOp) -> None:
                     op.attempt,
                 ),
             )
+            if ended.rowcount == 0 and op.outcome == "done":
+                # An image adopted after a crash whose attempt start was never committed:
+                # record the attempt anyway (start unknown: the end stands in for it), so
+                # every done task has its done attempt.
+                conn.execute(
+                    "INSERT OR IGNORE INTO attempts (task_id, attempt, started_at, ended_at, "
+                    "outcome, conversation_url, image_id) VALUES (?,?,?,?,?,?,?)",
+                    (
+                        op.task_id,
+                        op.attempt,
+                        op.ended_at,
+                        op.ended_at,
+                        op.outcome,
+                        op.conversation_url,
+                        op.image_id,
+                    ),
+                )
         case TaskUpdated():
             conn.execute(
                 "UPDATE tasks SET state = ?, failures = ?, not_before = ?, "

@@ -285,6 +285,20 @@ def test_apply_attempt_ended(store: Store, new_job: JobFactory, snapshot_tables:
     assert store.load_tasks("j")[0].state is TaskState.LEASED  # tasks are not touched
 
 
+def test_a_done_attempt_whose_start_was_never_committed_is_recorded(
+    store: Store, new_job: JobFactory
+) -> None:
+    """Recovery adopts an image that a killed run wrote before its AttemptStarted committed:
+    the done attempt is recorded anyway; a failure of such an attempt is not invented."""
+    _job, tasks = new_job("j", tasks=2)
+    store.apply([AttemptEnded(tasks[0].id, 1, 7.0, "done", image_id="img")])
+    store.apply([AttemptEnded(tasks[1].id, 1, 7.0, "failed", ErrorKind.TIMEOUT, "slow")])
+    row = attempt_row(store, tasks[0].id, 1)
+    assert (row["started_at"], row["ended_at"], row["outcome"]) == (7.0, 7.0, "done")
+    assert row["image_id"] == "img" and row["worker_id"] is None
+    assert store.load_attempts(tasks[1].id) == []
+
+
 def test_apply_task_updated(store: Store, new_job: JobFactory, snapshot_tables: Dump) -> None:
     _job, tasks = new_job("j", tasks=2)
     task_id = tasks[0].id
