@@ -374,6 +374,8 @@ def cmd_sim_worker(args: argparse.Namespace, paths: DataPaths) -> int:
         token = args.token
     else:
         token = read_token_file(Path(args.token_file) if args.token_file else token_file(paths))
+    if not 1 <= args.count <= 64:
+        raise ConfigError(f"--count: expected 1 to 64 simulated tabs, got {args.count}")
     if not args.url.startswith(("ws://", "wss://")):
         raise ConfigError(f"--url must start with ws:// or wss://, got {args.url!r}")
     behaviour = SimBehaviour(
@@ -408,7 +410,11 @@ def cmd_sim_worker(args: argparse.Namespace, paths: DataPaths) -> int:
 async def _sim_workers(
     args: argparse.Namespace, token: str, behaviour: Any, faults: Any, context: Any
 ) -> int:
-    from novelgen_desktop.sim.remote import SimAuthError, run_sim_workers  # noqa: PLC0415
+    from novelgen_desktop.sim.remote import (  # noqa: PLC0415
+        RemoteSimWorker,
+        SimAuthError,
+        run_sim_workers,
+    )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -419,6 +425,23 @@ async def _sim_workers(
         file=sys.stderr,
         flush=True,
     )
+
+    async def report_unreachable() -> None:
+        """Say so when the hub cannot be reached (the tabs keep trying quietly)."""
+        await asyncio.sleep(3.0)
+        if not any(w.connections for w in watched):
+            print(
+                f"novelgen: cannot reach a hub at {args.url} yet; still trying "
+                "(is `novelgen serve` running? right --url?)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    watched = [
+        RemoteSimWorker(faults=faults, ssl_context=context, seed=args.seed + i)
+        for i in range(args.count)
+    ]
+    reporter = asyncio.create_task(report_unreachable())
     try:
         workers = await run_sim_workers(
             args.url,
@@ -429,11 +452,12 @@ async def _sim_workers(
             stop=stop,
             faults=faults,
             prefix=args.id_prefix,
-            ssl_context=context,
+            workers=watched,
         )
     except SimAuthError as exc:
         raise ConfigError(f"the hub refused the simulated workers: {exc}") from exc
     finally:
+        reporter.cancel()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
