@@ -25,12 +25,14 @@ from typing import Any, TypeVar
 
 from novelgen_desktop.engine.joblock import JobBusyError, JobLock
 from novelgen_desktop.engine.jobs import JobOptions, create_job
-from novelgen_desktop.engine.model import JobState, TaskState, WorkerOutcome
+from novelgen_desktop.engine.model import JobState, TaskState, WorkerOutcome, WorkerResult
 from novelgen_desktop.engine.recovery import open_store, reconcile_job
-from novelgen_desktop.engine.runner import JobRunner, RunSettings
+from novelgen_desktop.engine.runner import JobRunner, RunSettings, planned_relative
 from novelgen_desktop.engine.worker import Worker
-from novelgen_desktop.errors import ConfigError
+from novelgen_desktop.errors import ConfigError, OutputError
+from novelgen_desktop.output.imagecheck import InvalidImageError, inspect_image
 from novelgen_desktop.output.naming import DEFAULT_TEMPLATE, NamingTemplate, TemplateError
+from novelgen_desktop.output.writer import OutputExistsError, write_image_atomically
 from novelgen_desktop.paths import DataPaths
 from novelgen_desktop.prompts.model import PromptSpec, SourceLocation
 from novelgen_desktop.store.database import Store
@@ -121,6 +123,10 @@ class JobService:
         self._dispatcher: asyncio.Task[None] | None = None
         self._busy_jobs: set[str] = set()  # locked by another process: not retried until restart
         self._resume_when_stopped: set[str] = set()
+        # The job being reconciled before its runner exists: a late image for it waits for
+        # the runner (parked, it would land after reconcile and be drawn again).
+        self._starting_job: str | None = None
+        self._started = asyncio.Event()
         self._changed_callbacks: list[Callable[[], None]] = []
         # Per-worker figures of the last run of each job (a finished job's final progress
         # still says who did what); bounded.
@@ -200,6 +206,58 @@ class JobService:
         if runner is None or outcome.task_id not in runner.tasks:
             return "unknown"
         return runner.deliver_late(worker, outcome)
+
+    async def deliver_unverified(self, worker: Worker, outcome: WorkerOutcome) -> str | None:
+        """An outcome for an attempt this process never issued: one issued before a restart
+        of the hub, whose image the worker kept and resends. Accepted if the store shows that
+        attempt as this worker's (None otherwise: the hub refuses it as ``unknown_task``).
+
+        If the task's job is running, the result is judged like any late result. If not (the
+        job is paused, or waits behind another), the image is written to the task's planned
+        path, where the next run of the job adopts it — it was paid for; it is not redrawn.
+        """
+        if self._store is None:
+            return None
+        owner = await self._in_thread(self.store.attempt_owner, outcome.task_id, outcome.attempt)
+        if owner is None or owner[0] != worker.worker_id:
+            return None
+        if self._starting_job == owner[1]:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._started.wait(), 60.0)
+        runner = self.runner
+        if runner is not None and outcome.task_id in runner.tasks:
+            return runner.deliver_late(worker, outcome)
+        if not isinstance(outcome, WorkerResult):
+            return "accepted"  # a failure of an attempt nobody waits for: nothing to do
+        verdict = await self._in_thread(self._park_image, owner[1], outcome)
+        log.info(
+            "late image for task %d attempt %d of job %s (not running): %s",
+            outcome.task_id,
+            outcome.attempt,
+            owner[1],
+            verdict,
+        )
+        return verdict
+
+    def _park_image(self, job_id: str, result: WorkerResult) -> str:
+        task = self.store.load_task(result.task_id)
+        if task is None:
+            return "unknown"
+        if task.state is TaskState.DONE:
+            return "duplicate"
+        try:
+            info = inspect_image(result.image)
+        except InvalidImageError:
+            return "unknown"  # not an image: nothing worth keeping
+        job = self.store.find_job(job_id, exact=True)
+        try:
+            write_image_atomically(Path(job.out_dir), planned_relative(task, info), result.image)
+        except OutputExistsError:
+            return "duplicate"
+        except OutputError as exc:
+            log.warning("could not keep a late image of task %d: %s", task.id, exc)
+            return "unknown"
+        return "accepted"
 
     def _connected_workers(self) -> list[Worker]:
         return [w for w in self.workers.values() if getattr(w, "connected", True)]
@@ -489,6 +547,7 @@ class JobService:
             log.warning("%s; skipping it", exc)
             self._busy_jobs.add(job.id)
             return
+        self._starting_job, self._started = job.id, asyncio.Event()
         try:
             report = await self._in_thread(reconcile_job, self.store, job)
             if report.changed:
@@ -505,11 +564,16 @@ class JobService:
                 clock=self.clock,
             )
             self.runner, self.active_job = runner, job
+            self._started.set()
+            if self._stopping:  # stop() came while the job was being reconciled
+                runner.request_stop()
             self._changed()
             log.info("job %s started", job.id)
             summary = await runner.run()
             log.info("job %s stopped: %s", job.id, summary.state.value)
         finally:
+            self._starting_job = None
+            self._started.set()
             if self.runner is not None:
                 self._remember_workers(job.id, self._worker_views(self.runner))
             self.runner, self.active_job = None, None

@@ -297,7 +297,7 @@ class Session:
             if image is not None:
                 await self._deliver(message, image)
         elif isinstance(message, TaskError):
-            outcome = worker.deliver(worker_failure(message))
+            outcome = await worker.deliver(worker_failure(message))
             await self.send(Ack(task_id=message.task_id, attempt=message.attempt, outcome=outcome))
         elif isinstance(message, Progress):
             worker.check_attempt(int(message.task_id), message.attempt)
@@ -312,7 +312,7 @@ class Session:
         worker = self.worker
         if worker is None:
             raise ProtocolError(ErrorCode.FORBIDDEN_ROLE, "only a worker may send results")
-        outcome = worker.deliver(worker_result(result, image))
+        outcome = await worker.deliver(worker_result(result, image))
         await self.send(Ack(task_id=result.task_id, attempt=result.attempt, outcome=outcome))
 
 
@@ -462,6 +462,9 @@ class Hub:
                 hello.kind,
                 restart_grace=self.restart_grace,
                 on_late_outcome=self.on_late_outcome,
+                on_unverified_outcome=(
+                    self.service.deliver_unverified if self.service is not None else None
+                ),
                 is_stopping=lambda: self._stopping,
             )
             self.workers[hello.worker_id] = worker

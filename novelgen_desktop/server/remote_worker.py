@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from novelgen_desktop.engine.model import Assignment, WorkerOutcome
@@ -38,6 +38,10 @@ _REMEMBERED = 1000  # attempts remembered per worker (issued / finished), oldest
 LateOutcomeHandler = Callable[["RemoteWorker", WorkerOutcome], str]
 """Called for a result/task_error of an attempt issued earlier but no longer in flight (the
 worker crashed and came back); returns the ``ack`` outcome (the scheduler's verdict)."""
+UnverifiedOutcomeHandler = Callable[["RemoteWorker", WorkerOutcome], Awaitable[str | None]]
+"""Called for an outcome of an attempt this hub process never issued to the worker — one
+issued before the hub restarted, whose image the worker kept. Returns the ``ack`` outcome, or
+None when the store does not show that attempt as this worker's (refused: ``unknown_task``)."""
 
 
 class RemoteWorker:
@@ -51,6 +55,7 @@ class RemoteWorker:
         *,
         restart_grace: float = RESTART_GRACE,
         on_late_outcome: LateOutcomeHandler | None = None,
+        on_unverified_outcome: UnverifiedOutcomeHandler | None = None,
         is_stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self.worker_id = worker_id
@@ -58,6 +63,7 @@ class RemoteWorker:
         self.kind = kind
         self.restart_grace = restart_grace
         self.on_late_outcome = on_late_outcome
+        self.on_unverified_outcome = on_unverified_outcome
         self._is_stopping = is_stopping
         self.session: Session | None = None
         self.last_progress: Progress | None = None
@@ -209,7 +215,7 @@ class RemoteWorker:
                 field="task_id",
             )
 
-    def deliver(self, outcome: WorkerOutcome) -> str:
+    async def deliver(self, outcome: WorkerOutcome) -> str:
         """Hand a verified outcome over; returns the ``ack`` outcome."""
         key = (outcome.task_id, outcome.attempt)
         future = self._future
@@ -219,6 +225,12 @@ class RemoteWorker:
             return "accepted"
         if key in self._finished:
             return "duplicate"
+        if key not in self._issued and self.on_unverified_outcome is not None:
+            # Not issued by this hub process: perhaps by the one before a restart.
+            verdict = await self.on_unverified_outcome(self, outcome)
+            if verdict is not None:
+                _remember(self._finished, key)
+                return verdict
         self.check_attempt(*key)
         _remember(self._finished, key)
         if self.on_late_outcome is not None:
@@ -233,4 +245,4 @@ def _remember(seen: OrderedDict[tuple[int, int], None], key: tuple[int, int]) ->
         seen.popitem(last=False)
 
 
-__all__ = ["RESTART_GRACE", "LateOutcomeHandler", "RemoteWorker"]
+__all__ = ["RESTART_GRACE", "LateOutcomeHandler", "RemoteWorker", "UnverifiedOutcomeHandler"]

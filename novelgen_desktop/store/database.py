@@ -338,6 +338,13 @@ class Store:
             f"SELECT {_TASK_COLUMNS} FROM tasks WHERE job_id = ? ORDER BY seq", (job_id,)
         )
 
+    def load_task(self, task_id: int) -> TaskRecord | None:
+        cursor = self._conn.cursor()
+        cursor.row_factory = None
+        row = cursor.execute(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
+        found = row.fetchone()
+        return _task_from_row(found) if found is not None else None
+
     def load_tasks(self, job_id: str) -> list[TaskRecord]:
         return [_task_from_row(r) for r in self._task_rows(job_id)]
 
@@ -361,6 +368,15 @@ class Store:
         for state, count in rows:
             counts[TaskState(state)] = count
         return counts
+
+    def attempt_owner(self, task_id: int, attempt: int) -> tuple[str | None, str] | None:
+        """(worker id, job id) of a recorded attempt; None if it was never recorded."""
+        row = self._conn.execute(
+            "SELECT a.worker_id, t.job_id FROM attempts a JOIN tasks t ON t.id = a.task_id "
+            "WHERE a.task_id = ? AND a.attempt = ?",
+            (task_id, attempt),
+        ).fetchone()
+        return (row[0], row[1]) if row is not None else None
 
     def load_attempts(self, task_id: int) -> list[AttemptRecord]:
         rows = self._conn.execute(
