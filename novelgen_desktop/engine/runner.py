@@ -109,6 +109,13 @@ class RunSummary:
     stop_reason: str | None = None  # why the run stopped by itself before the end
 
 
+def _tell_kept(worker: Worker, result: WorkerResult, verdict: str) -> None:
+    """Tell a worker that cares (a remote one acks only now) what became of its image."""
+    result_kept = getattr(worker, "result_kept", None)
+    if result_kept is not None:
+        result_kept(result.task_id, result.attempt, verdict)
+
+
 def planned_relative(task: TaskRecord, info: ImageInfo) -> PurePosixPath:
     """The planned path with the real image's extension (a JPEG result is saved as .jpg)."""
     return PurePosixPath(task.planned_path).with_suffix(info.extension)
@@ -220,7 +227,8 @@ class JobRunner:
         self._running = False
         self._grace = self.settings.stop_grace
         # Attempts being executed, so that one superseded by a late result can be called off.
-        self._calls: dict[tuple[int, int], asyncio.Future[WorkerOutcome]] = {}
+        # The worker-loop task waiting on each attempt's worker.execute (for _call_off).
+        self._calls: dict[tuple[int, int], asyncio.Task[Any]] = {}
         self._called_off: set[tuple[int, int]] = set()
         self.duplicates_dropped = 0
         self.started_at = 0.0
@@ -264,6 +272,8 @@ class JobRunner:
         self._notify()
 
     def _start_worker(self, worker: Worker) -> None:
+        if hasattr(worker, "ack_after_write"):
+            worker.ack_after_write = True  # this runner reports every image it keeps
         self.scheduler.add_worker(worker.worker_id, worker.account_id)
         self.progress.worker(worker.worker_id, worker.account_id)
         self.writer.submit(
@@ -454,13 +464,17 @@ class JobRunner:
         self._busy.add(worker.worker_id)
         key = (lease.task_id, lease.attempt)
         try:
-            call = asyncio.ensure_future(worker.execute(assignment))
-            self._calls[key] = call
+            current = asyncio.current_task()
+            if current is not None:
+                self._calls[key] = current
             try:
-                outcome = await call
+                try:
+                    # Awaited directly (not wrapped in a task): the worker starts at once.
+                    outcome = await worker.execute(assignment)
+                finally:
+                    self._calls.pop(key, None)
             except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if key in self._called_off and not (current and current.cancelling()):
+                if key in self._called_off and current is not None and current.uncancel() == 0:
                     return  # superseded by a late result of an earlier attempt: not a failure
                 raise
             except WorkerCrashed as exc:
@@ -517,8 +531,9 @@ class JobRunner:
 
     def deliver_late(self, worker: Worker, outcome: WorkerOutcome) -> str:
         """An outcome for an attempt the worker no longer holds (its lease expired, or it
-        crashed and came back with the image). The verdict is returned at once — the hub acks
-        with it — and an accepted image is written in the background like any other.
+        crashed and came back with the image). The verdict is returned at once and an accepted
+        image is written in the background like any other; the worker's ``result_kept`` (if
+        it has one) hears the final word once the image is on disk.
 
         Returns ``"accepted"``, ``"duplicate"`` or ``"unknown"``.
         """
@@ -527,9 +542,16 @@ class JobRunner:
             return "accepted"
         decision = self._offer(worker, outcome)
         if decision.verdict is ResultVerdict.ACCEPT:
-            keep = asyncio.ensure_future(self._keep_result(worker, outcome, self.clock(), decision))
+
+            async def keep_and_tell() -> None:
+                verdict = await self._keep_result(worker, outcome, self.clock(), decision)
+                _tell_kept(worker, outcome, verdict)
+
+            keep = asyncio.ensure_future(keep_and_tell())
             self._in_flight.add(keep)
             keep.add_done_callback(self._in_flight.discard)
+        else:
+            _tell_kept(worker, outcome, _ACK_FOR[decision.verdict])
         return _ACK_FOR[decision.verdict]
 
     def _give_up_worker(self, worker: Worker, reason: str) -> None:
@@ -555,8 +577,10 @@ class JobRunner:
 
     async def _handle_result(self, worker: Worker, result: WorkerResult, started: float) -> None:
         decision = self._offer(worker, result)
+        verdict = _ACK_FOR[decision.verdict]
         if decision.verdict is ResultVerdict.ACCEPT:
-            await self._keep_result(worker, result, started, decision)
+            verdict = await self._keep_result(worker, result, started, decision)
+        _tell_kept(worker, result, verdict)
 
     def _offer(self, worker: Worker, result: WorkerResult) -> ResultDecision:
         """Decide synchronously whether a result is kept (the scheduler reserves the task, so
@@ -596,11 +620,11 @@ class JobRunner:
         """Another attempt of this task delivered first: stop this one (a remote worker is
         sent ``cancel``) instead of paying for a second image."""
         key = (task_id, attempt)
-        call = self._calls.get(key)
-        if call is None or call.done():
+        waiting = self._calls.pop(key, None)
+        if waiting is None or waiting.done():
             return
         self._called_off.add(key)
-        call.cancel()
+        waiting.cancel()  # interrupts worker.execute; _run_attempt swallows this one cancel
         self._event(
             "info",
             "attempt_called_off",
@@ -611,8 +635,12 @@ class JobRunner:
 
     async def _keep_result(
         self, worker: Worker, result: WorkerResult, started: float, decision: ResultDecision
-    ) -> None:
-        """Validate and write an accepted result, then count it (or give the task back)."""
+    ) -> str:
+        """Validate and write an accepted result, then count it (or give the task back).
+
+        Returns what the worker is told: ``"accepted"`` (the image file is written, fsynced
+        and in place: the worker may forget it), ``"invalid_image"`` or ``"not_written"`` (the
+        task will be retried; nothing is gained by sending these bytes again)."""
         now = self.clock()
         task = self.tasks[result.task_id]
         try:
@@ -623,7 +651,7 @@ class JobRunner:
             )
             self._persist_failure(failed, ErrorKind.INVALID_IMAGE, str(exc), worker=worker)
             self.progress.record_failure(worker.worker_id, now)
-            return
+            return "invalid_image"
         relative = planned_relative(task, info)
         loop = asyncio.get_running_loop()
         try:
@@ -646,7 +674,7 @@ class JobRunner:
                 )
                 self.stop_reason = f"the output disk is full: {exc}"
                 self.request_stop()
-            return
+            return "not_written"
         finished = self.clock()
         self.scheduler.confirm_done(result.task_id, result.attempt)
         row = manifest_row(
@@ -683,6 +711,7 @@ class JobRunner:
         )
         task.state = TaskState.DONE
         self.progress.record_done(worker.worker_id, finished - started, finished)
+        return "accepted"
 
     def _write_file(self, relative: PurePosixPath, result: WorkerResult) -> WrittenFile:
         """Write once. A file already at the planned path can only come from this task

@@ -230,6 +230,9 @@ class JobService:
         if not isinstance(outcome, WorkerResult):
             return "accepted"  # a failure of an attempt nobody waits for: nothing to do
         verdict = await self._in_thread(self._park_image, owner[1], outcome)
+        result_kept = getattr(worker, "result_kept", None)
+        if result_kept is not None:  # the file is written (or refused): the ack may go
+            result_kept(outcome.task_id, outcome.attempt, verdict)
         log.info(
             "late image for task %d attempt %d of job %s (not running): %s",
             outcome.task_id,

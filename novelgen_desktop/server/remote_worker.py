@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from novelgen_desktop.engine.model import Assignment, WorkerOutcome
+from novelgen_desktop.engine.model import Assignment, WorkerOutcome, WorkerResult
 from novelgen_desktop.engine.worker import WorkerCrashed
 from novelgen_desktop.protocol.codes import ErrorCode, ProtocolError
 from novelgen_desktop.protocol.convert import assign_from
@@ -34,6 +34,9 @@ waits) for the worker to reconnect."""
 _WORKABLE = frozenset({TabHealth.OK, TabHealth.LOADING})
 """Tab health states in which a worker is given new work."""
 _REMEMBERED = 1000  # attempts remembered per worker (issued / finished), oldest forgotten
+KEEP_TIMEOUT = 60.0
+"""How long an accepted image may take to be written before the hub gives up on acking it
+(the worker then keeps it and sends it again after reconnecting)."""
 
 LateOutcomeHandler = Callable[["RemoteWorker", WorkerOutcome], str]
 """Called for a result/task_error of an attempt issued earlier but no longer in flight (the
@@ -78,6 +81,11 @@ class RemoteWorker:
         self._future: asyncio.Future[WorkerOutcome] | None = None
         self._issued: OrderedDict[tuple[int, int], None] = OrderedDict()
         self._finished: OrderedDict[tuple[int, int], None] = OrderedDict()
+        self._kept: dict[tuple[int, int], asyncio.Future[str]] = {}
+        self.keep_timeout = KEEP_TIMEOUT
+        # Set by the job runner, which promises to call result_kept for every image it is
+        # handed: acks then wait for the image to be on disk.
+        self.ack_after_write = False
 
     # -- engine side ----------------------------------------------------------------------
 
@@ -216,15 +224,41 @@ class RemoteWorker:
             )
 
     async def deliver(self, outcome: WorkerOutcome) -> str:
-        """Hand a verified outcome over; returns the ``ack`` outcome."""
+        """Hand a verified outcome over; returns the ``ack`` outcome. For an image accepted
+        by the engine, only once it is written (``result_kept``): the ``ack`` tells the worker
+        it may forget the image, so it must not come before the image is safe on disk."""
         key = (outcome.task_id, outcome.attempt)
+        if key in self._finished:
+            return "duplicate"
+        kept: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        waiting = (
+            self.ack_after_write and isinstance(outcome, WorkerResult) and key not in self._kept
+        )
+        if waiting:
+            self._kept[key] = kept
+        try:
+            verdict = await self._hand_over(key, outcome)
+            if not waiting or verdict != "accepted":
+                return verdict
+            try:
+                async with asyncio.timeout(self.keep_timeout):
+                    return await kept
+            except TimeoutError:
+                raise ProtocolError(
+                    ErrorCode.INTERNAL,
+                    "the image could not be confirmed on disk in time; keep it and send it "
+                    "again after reconnecting",
+                ) from None
+        finally:
+            if waiting:
+                self._kept.pop(key, None)
+
+    async def _hand_over(self, key: tuple[int, int], outcome: WorkerOutcome) -> str:
         future = self._future
         if key == self._in_flight and future is not None and not future.done():
             future.set_result(outcome)
             _remember(self._finished, key)
             return "accepted"
-        if key in self._finished:
-            return "duplicate"
         if key not in self._issued and self.on_unverified_outcome is not None:
             # Not issued by this hub process: perhaps by the one before a restart.
             verdict = await self.on_unverified_outcome(self, outcome)
@@ -236,6 +270,12 @@ class RemoteWorker:
         if self.on_late_outcome is not None:
             return self.on_late_outcome(self, outcome)
         return "unknown"
+
+    def result_kept(self, task_id: int, attempt: int, verdict: str) -> None:
+        """The engine's last word on an image this worker sent (see ``deliver``)."""
+        kept = self._kept.get((task_id, attempt))
+        if kept is not None and not kept.done():
+            kept.set_result(verdict)
 
 
 def _remember(seen: OrderedDict[tuple[int, int], None], key: tuple[int, int]) -> None:
