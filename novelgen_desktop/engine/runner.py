@@ -459,7 +459,16 @@ class JobRunner:
             attempt=lease.attempt,
             prompt=task.prompt,
             deadline=lease.deadline,
-            metadata={"chapter": task.chapter, "page": task.page, "panel": task.panel},
+            metadata={
+                key: value
+                for key, value in (
+                    ("job_id", self.job.id),
+                    ("chapter", task.chapter),
+                    ("page", task.page),
+                    ("panel", task.panel),
+                )
+                if value is not None  # absent rather than null, as the protocol has it
+            },
         )
         self._busy.add(worker.worker_id)
         key = (lease.task_id, lease.attempt)

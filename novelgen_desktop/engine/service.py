@@ -143,8 +143,14 @@ class JobService:
         self._dispatcher = asyncio.create_task(self._dispatch(), name="job-dispatcher")
 
     async def stop(self) -> None:
+        """Stop running jobs (see :meth:`stop_running`), then close the store."""
+        await self.stop_running()
+        await self.close()
+
+    async def stop_running(self) -> None:
         """Stop dispatching; attempts in flight may finish within the run's ``stop_grace``;
-        the job's state and a snapshot are written. The hub says ``bye`` after this."""
+        the job's state and a snapshot are written. Views still work (the hub reports the
+        final states to its clients before it says ``bye``)."""
         self._stopping = True
         self._wake.set()
         if self.runner is not None:
@@ -152,6 +158,8 @@ class JobService:
         if self._dispatcher is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._dispatcher
+
+    async def close(self) -> None:
         if self._store is not None:
             await self._in_thread(self._store.close)
             self._store = None

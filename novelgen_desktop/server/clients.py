@@ -29,6 +29,7 @@ from novelgen_desktop.protocol.messages import (
     Ack,
     Control,
     ControlAction,
+    Error,
     ErrorGroup,
     Errors,
     JobProgress,
@@ -60,11 +61,19 @@ class ClientRequests:
         self.service = service
         self.send = send
         self._subscription: asyncio.Task[None] | None = None
+        self._following: tuple[Subscribe, tuple[str, ...]] | None = None
+        self._subscribed_at = 0.0
+        self._sent: dict[str, JobView] = {}
+        self._live: dict[str, int] = {}  # failed attempts the last errors frame was sent for
+        self._recorded: dict[str, int] = {}  # … and how many of them its groups included
         self._changed = asyncio.Event()
         service.on_change(self._changed.set)
 
     async def handle(self, message: Message) -> None:
         """Answer one request. ProtocolError (with ``re``) for a request that cannot be done."""
+        if isinstance(message, Error):
+            log.info("a client reported an error: %s %s", message.code, message.message)
+            return
         if isinstance(message, Submit):
             await self._submit(message)
         elif isinstance(message, Subscribe):
@@ -153,42 +162,68 @@ class ClientRequests:
     async def _stream(self, request: Subscribe, job_ids: tuple[str, ...]) -> None:
         """Every ``interval``: the running job's progress; other jobs when they change; error
         groups when a job's failed attempts change. A job's final state is always sent."""
-        sent: dict[str, JobView] = {}
-        live: dict[str, int] = {}  # failed attempts the last errors frame was sent for
-        recorded: dict[str, int] = {}  # … and how many of them its groups included
+        self._following = (request, job_ids)
+        self._subscribed_at = time.time()
+        self._sent, self._live, self._recorded = {}, {}, {}
         while True:
             self._changed.clear()
-            ids = list(job_ids) or await self._followed(sent)
-            for job_id in ids:
-                try:
-                    view = await self.service.view(job_id, workers=request.workers)
-                except JobNotFoundError:
-                    continue
-                previous = sent.get(job_id)
-                if view.active or previous is None or _differs(previous, view):
-                    if not await self.send(_progress(view)):
-                        return
-                    sent[job_id] = view
-                live_changed = view.failures_seen != live.get(job_id, 0)
-                behind = recorded.get(job_id, 0) < view.failures_seen
-                if request.errors and (live_changed or behind):
-                    # The running job's live count runs ahead of the store by one group
-                    # commit: send at once what is recorded, and again when it catches up.
-                    count, groups = await self.service.error_report(job_id)
-                    changed = count != recorded.get(job_id, 0)
-                    if (live_changed or changed) and not await self.send(_errors(job_id, groups)):
-                        return
-                    recorded[job_id], live[job_id] = count, view.failures_seen
+            if not await self._tick():
+                return
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(request.interval):
                     await self._changed.wait()
                     await asyncio.sleep(0.25)  # a burst of changes is one update
 
+    async def flush(self) -> None:
+        """One last update (the hub is about to say bye): final states are not left unsent."""
+        task, self._subscription = self._subscription, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._following is not None:
+            with contextlib.suppress(Exception):
+                await self._tick()
+
+    async def _tick(self) -> bool:
+        """Send what changed; False once the connection is gone."""
+        assert self._following is not None
+        request, job_ids = self._following
+        sent, live, recorded = self._sent, self._live, self._recorded
+        ids = list(job_ids) or await self._followed(sent)
+        for job_id in ids:
+            try:
+                view = await self.service.view(job_id, workers=request.workers)
+            except JobNotFoundError:
+                continue
+            live_changed = view.failures_seen != live.get(job_id, 0)
+            behind = recorded.get(job_id, 0) < view.failures_seen
+            if request.errors and (live_changed or behind):
+                # The running job's live count runs ahead of the store by one group commit:
+                # send at once what is recorded, and again when it catches up. Errors go
+                # before progress, so that a job's final state is the last word about it.
+                count, groups = await self.service.error_report(job_id)
+                changed = count != recorded.get(job_id, 0)
+                if (live_changed or changed) and not await self.send(_errors(job_id, groups)):
+                    return False
+                recorded[job_id], live[job_id] = count, view.failures_seen
+            previous = sent.get(job_id)
+            if view.active or previous is None or _differs(previous, view):
+                if not await self.send(_progress(view)):
+                    return False
+                sent[job_id] = view
+        return True
+
     async def _followed(self, sent: dict[str, JobView]) -> list[str]:
-        """ "Every job": the running and paused ones, plus any sent before that has not been
-        seen in a final state yet (so its end is reported once)."""
-        views = await self.service.list_jobs((JobState.RUNNING, JobState.PAUSED), _ALL_JOBS_LIMIT)
-        ids = [v.job_id for v in views]
+        """ "Every job": the running and paused ones, every job submitted since the
+        subscription began (even one that finished between two ticks), and any sent before
+        that has not been seen in a final state yet (so its end is reported once)."""
+        views = await self.service.list_jobs((), _ALL_JOBS_LIMIT)
+        ids = [
+            v.job_id
+            for v in views
+            if v.state in (JobState.RUNNING, JobState.PAUSED) or v.created_at >= self._subscribed_at
+        ]
         ids += [job_id for job_id, v in sent.items() if v.state not in _FINAL and job_id not in ids]
         return ids
 

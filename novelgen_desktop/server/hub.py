@@ -252,9 +252,13 @@ class Session:
                 log.exception("session %s: handling a frame failed", self.session_id)
                 await self._refuse(ProtocolError(ErrorCode.INTERNAL, "the hub failed"), None)
 
-    async def _refuse(self, err: ProtocolError, text: str | None) -> None:
+    async def _refuse(self, err: ProtocolError, text: str | None, *, counted: bool = True) -> None:
+        """Answer with an ``error`` frame. ``counted``: a malformed frame counts toward the
+        policy limit; a well-formed request the hub cannot carry out (unknown job, unreadable
+        script) does not."""
         now = time.monotonic()
-        self.refused.append(now)
+        if counted:
+            self.refused.append(now)
         while self.refused and self.refused[0] < now - self.hub.refused_window:
             self.refused.popleft()
         await self.send(
@@ -284,8 +288,21 @@ class Session:
         if isinstance(message, Bye):
             await self.close(CloseCode.NORMAL, "bye")
             raise _ClosedError
+        if isinstance(message, Hello):
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN_ROLE,
+                "hello is only the first frame; this connection is already authenticated",
+            )
+        if isinstance(message, Error):  # the peer refused something the hub sent: log it
+            log.info(
+                "session %s: peer reported %s: %s", self.session_id, message.code, message.message
+            )
+            return
         if self.client is not None:
-            await self.client.handle(message)
+            try:
+                await self.client.handle(message)
+            except ProtocolError as err:
+                await self._refuse(err, text, counted=False)
             return
         worker = self.worker
         if worker is None:  # a client of a hub without a job service (tests, run --simulate)
@@ -416,7 +433,10 @@ class Hub:
         may still deliver over the open connections (within the run's ``stop_grace``)."""
         self._stopping = True
         if self.service is not None:
-            await self.service.stop()
+            await self.service.stop_running()
+            # The last results changed jobs' states: subscribers hear them before the bye.
+            clients = [s.client for s in self.sessions if s.client is not None]
+            await asyncio.gather(*(c.flush() for c in clients), return_exceptions=True)
         server, self._server = self._server, None
         sessions = [s for s in self.sessions if s.role is not None]
 
@@ -428,6 +448,8 @@ class Hub:
         if server is not None:
             server.close()
             await server.wait_closed()
+        if self.service is not None:
+            await self.service.close()
         for worker in self.workers.values():
             worker.hub_stopping()
 

@@ -267,9 +267,14 @@ class RemoteWorker:
                 return verdict
         self.check_attempt(*key)
         _remember(self._finished, key)
+        verdict = "unknown"
         if self.on_late_outcome is not None:
-            return self.on_late_outcome(self, outcome)
-        return "unknown"
+            verdict = self.on_late_outcome(self, outcome)
+        if verdict == "unknown" and self.on_unverified_outcome is not None:
+            # No running job knows it (it finished or stopped): the store may (a task that
+            # already has its image is a duplicate; a paused job's image is parked).
+            verdict = await self.on_unverified_outcome(self, outcome) or "unknown"
+        return verdict
 
     def result_kept(self, task_id: int, attempt: int, verdict: str) -> None:
         """The engine's last word on an image this worker sent (see ``deliver``)."""
