@@ -12,54 +12,17 @@ import os
 import signal
 import ssl
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from novelgen_desktop.cli import options
 from novelgen_desktop.engine.runner import RunSettings
-from novelgen_desktop.engine.scheduler import SchedulerPolicy
-from novelgen_desktop.engine.writer import WriterSettings
 from novelgen_desktop.errors import ConfigError
 from novelgen_desktop.output.naming import DEFAULT_TEMPLATE, NamingTemplate
 from novelgen_desktop.paths import DataPaths
 
 DEFAULT_PORT = 8765
 log = logging.getLogger("novelgen_desktop.cli")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {text}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected seconds ≥ 0, got {text}")
-    return value
-
-
-def _rate(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a rate between 0 and 1, got {text}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port 0..65535, got {text}")
-    return value
 
 
 def add_hub_commands(commands: Any) -> None:
@@ -73,7 +36,10 @@ def add_hub_commands(commands: Any) -> None:
         help="interface to listen on (default 127.0.0.1; anything else needs TLS or --insecure)",
     )
     serve.add_argument(
-        "--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any)"
+        "--port",
+        type=options.port,
+        default=DEFAULT_PORT,
+        help=f"port (default {DEFAULT_PORT}; 0: any)",
     )
     serve.add_argument("--tls-cert", metavar="FILE", help="TLS certificate chain (PEM)")
     serve.add_argument("--tls-key", metavar="FILE", help="TLS private key (PEM)")
@@ -98,21 +64,23 @@ def add_hub_commands(commands: Any) -> None:
     serve.add_argument("--template", default=DEFAULT_TEMPLATE, help="default naming template")
     serve.add_argument(
         "--restart-grace",
-        type=_seconds,
+        type=options.seconds,
         default=30.0,
         metavar="SECONDS",
         help="how long a dropped worker keeps its attempt for a reconnect (default 30)",
     )
     serve.add_argument("--lease-seconds", type=float, help="seconds a worker may hold a task (600)")
     serve.add_argument("--backoff-base", type=float, help="first retry delay ceiling (5 s)")
-    serve.add_argument("--max-failures", type=_positive_int, help="failures before dead (5)")
+    serve.add_argument("--max-failures", type=options.positive_int, help="failures before dead (5)")
     serve.add_argument(
         "--min-cooldown",
-        type=_seconds,
+        type=options.seconds,
         metavar="SECONDS",
         help="shortest rest of a rate-limited account, whatever the page announced (5)",
     )
-    serve.add_argument("--snapshot-every", type=_positive_int, help="completions per snapshot")
+    serve.add_argument(
+        "--snapshot-every", type=options.positive_int, help="completions per snapshot"
+    )
     serve.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
     pair = commands.add_parser("pair", help="show the hub's pairing token and paired extensions")
@@ -125,7 +93,9 @@ def add_hub_commands(commands: Any) -> None:
     pair.add_argument(
         "--allow-extension", metavar="ID", help="pair this Chrome extension id (32 letters a–p)"
     )
-    pair.add_argument("--port", type=_port, default=DEFAULT_PORT, help="port shown in the URL")
+    pair.add_argument(
+        "--port", type=options.port, default=DEFAULT_PORT, help="port shown in the URL"
+    )
 
     sim = commands.add_parser(
         "sim-worker", help="run simulated ChatGPT tabs that connect to a hub over WebSocket"
@@ -134,36 +104,48 @@ def add_hub_commands(commands: Any) -> None:
     sim.add_argument("--token", help="pairing token (default: this data dir's token)")
     sim.add_argument("--token-file", metavar="FILE", help="read the pairing token from FILE")
     sim.add_argument("--cafile", metavar="FILE", help="CA certificate to trust for wss://")
-    sim.add_argument("--count", type=_positive_int, default=1, help="simulated tabs (default 1)")
     sim.add_argument(
-        "--accounts", type=_positive_int, help="accounts they share (default: one each)"
+        "--count", type=options.positive_int, default=1, help="simulated tabs (default 1)"
+    )
+    sim.add_argument(
+        "--accounts", type=options.positive_int, help="accounts they share (default: one each)"
     )
     sim.add_argument("--id-prefix", default="sim", help="worker ids are PREFIX-1… (default sim)")
-    sim.add_argument("--latency", type=_seconds, default=0.5, help="median seconds per image")
-    sim.add_argument("--latency-sigma", type=_seconds, default=0.5, help="log-normal spread")
-    sim.add_argument("--fail-rate", type=_rate, default=0.0, help="transient failures per attempt")
-    sim.add_argument("--refusal-rate", type=_rate, default=0.0, help="refusals per attempt")
-    sim.add_argument("--invalid-image-rate", type=_rate, default=0.0, help="broken images")
-    sim.add_argument("--crash-rate", type=_rate, default=0.0, help="crashes per attempt")
-    sim.add_argument("--rate-limit-every", type=_count, default=0, metavar="N")
-    sim.add_argument("--rate-limit-reset", type=_seconds, default=30.0, metavar="SECONDS")
     sim.add_argument(
-        "--crash-every", type=_count, default=0, metavar="N", help="crash, come back as new"
+        "--latency", type=options.seconds, default=0.5, help="median seconds per image"
+    )
+    sim.add_argument("--latency-sigma", type=options.seconds, default=0.5, help="log-normal spread")
+    sim.add_argument(
+        "--fail-rate", type=options.rate, default=0.0, help="transient failures per attempt"
+    )
+    sim.add_argument("--refusal-rate", type=options.rate, default=0.0, help="refusals per attempt")
+    sim.add_argument("--invalid-image-rate", type=options.rate, default=0.0, help="broken images")
+    sim.add_argument("--crash-rate", type=options.rate, default=0.0, help="crashes per attempt")
+    sim.add_argument("--rate-limit-every", type=options.count, default=0, metavar="N")
+    sim.add_argument("--rate-limit-reset", type=options.seconds, default=30.0, metavar="SECONDS")
+    sim.add_argument(
+        "--crash-every", type=options.count, default=0, metavar="N", help="crash, come back as new"
     )
     sim.add_argument(
-        "--restart-delay", type=_seconds, default=1.0, help="seconds a crashed tab stays away"
+        "--restart-delay",
+        type=options.seconds,
+        default=1.0,
+        help="seconds a crashed tab stays away",
     )
     sim.add_argument(
-        "--disconnect-every", type=_count, default=0, metavar="N", help="drop mid-task"
+        "--disconnect-every", type=options.count, default=0, metavar="N", help="drop mid-task"
     )
     sim.add_argument(
-        "--away", type=_seconds, default=0.2, help="seconds away after a --disconnect-every drop"
+        "--away",
+        type=options.seconds,
+        default=0.2,
+        help="seconds away after a --disconnect-every drop",
     )
-    sim.add_argument("--duplicate-every", type=_count, default=0, metavar="N")
-    sim.add_argument("--memory-pressure-every", type=_count, default=0, metavar="N")
-    sim.add_argument("--pressure-seconds", type=_seconds, default=1.0)
+    sim.add_argument("--duplicate-every", type=options.count, default=0, metavar="N")
+    sim.add_argument("--memory-pressure-every", type=options.count, default=0, metavar="N")
+    sim.add_argument("--pressure-seconds", type=options.seconds, default=1.0)
     sim.add_argument("--image-size", type=int, default=256, help="image width/height (256)")
-    sim.add_argument("--reuse-images", type=_count, default=0, metavar="N")
+    sim.add_argument("--reuse-images", type=options.count, default=0, metavar="N")
     sim.add_argument("--seed", type=int, default=0)
 
 
@@ -185,15 +167,11 @@ def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
 
 
 def _run_settings(args: argparse.Namespace) -> RunSettings:
-    policy = SchedulerPolicy()
-    for name in ("lease_seconds", "backoff_base", "max_failures", "min_cooldown"):
-        value = getattr(args, name)
-        if value is not None:
-            policy = replace(policy, **{name: value})
-    writer = WriterSettings()
-    if args.snapshot_every is not None:
-        writer = replace(writer, snapshot_every=args.snapshot_every)
-    return RunSettings(policy=policy, writer=writer, wait_for_workers=True)
+    given = {key: getattr(args, key) for key in (*options.POLICY_KEYS, "snapshot_every")}
+    return options.run_settings(
+        {key: value for key, value in given.items() if value is not None},
+        wait_for_workers=True,
+    )
 
 
 def _write_ready_file(path: Path, info: dict[str, Any]) -> None:

@@ -16,11 +16,12 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from novelgen_desktop import __version__
+from novelgen_desktop.cli import options
 from novelgen_desktop.cli.display import ProgressDisplay, format_duration
 from novelgen_desktop.cli.hub_commands import (
     add_hub_commands,
@@ -32,10 +33,8 @@ from novelgen_desktop.engine.joblock import JobLock
 from novelgen_desktop.engine.jobs import JobOptions, create_job
 from novelgen_desktop.engine.model import JobState, TaskState
 from novelgen_desktop.engine.recovery import open_store, reconcile_job
-from novelgen_desktop.engine.runner import JobRunner, RunSettings, RunSummary
-from novelgen_desktop.engine.scheduler import SchedulerPolicy
+from novelgen_desktop.engine.runner import JobRunner, RunSummary
 from novelgen_desktop.engine.worker import Worker
-from novelgen_desktop.engine.writer import WriterSettings
 from novelgen_desktop.errors import ConfigError, JobNotFoundError, NovelGenError, StoreError
 from novelgen_desktop.output.naming import DEFAULT_TEMPLATE, NamingTemplate
 from novelgen_desktop.paths import DataPaths, resolve_data_dir
@@ -46,20 +45,6 @@ from novelgen_desktop.store.records import JobRecord, TaskRecord
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_STORE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
-def _rate(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a rate between 0 and 1, got {text}")
-    return value
-
-
 def _add_worker_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("workers")
     group.add_argument(
@@ -67,10 +52,10 @@ def _add_worker_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="use simulated workers (real PNGs, no ChatGPT account needed)",
     )
-    group.add_argument("--workers", type=_positive_int, help="number of workers (default 3)")
+    group.add_argument("--workers", type=options.positive_int, help="number of workers (default 3)")
     group.add_argument(
         "--accounts",
-        type=_positive_int,
+        type=options.positive_int,
         help="simulated accounts the workers are spread over (default: one each)",
     )
     sim = parser.add_argument_group("simulation (with --simulate)")
@@ -81,17 +66,19 @@ def _add_worker_options(parser: argparse.ArgumentParser) -> None:
         help="median seconds per image (default 0.5)",
     )
     sim.add_argument("--sim-latency-sigma", type=float, help="log-normal spread (default 0.5)")
-    sim.add_argument("--sim-failure-rate", type=_rate, help="transient failures per attempt")
-    sim.add_argument("--sim-refusal-rate", type=_rate, help="content refusals per attempt")
-    sim.add_argument("--sim-rate-limit-rate", type=_rate, help="rate limits per attempt")
+    sim.add_argument("--sim-failure-rate", type=options.rate, help="transient failures per attempt")
+    sim.add_argument("--sim-refusal-rate", type=options.rate, help="content refusals per attempt")
+    sim.add_argument("--sim-rate-limit-rate", type=options.rate, help="rate limits per attempt")
     sim.add_argument(
         "--sim-rate-limit-reset",
         type=float,
         metavar="SECONDS",
         help="announced rate-limit reset (default 30)",
     )
-    sim.add_argument("--sim-invalid-image-rate", type=_rate, help="broken images per attempt")
-    sim.add_argument("--sim-crash-rate", type=_rate, help="worker crashes per attempt")
+    sim.add_argument(
+        "--sim-invalid-image-rate", type=options.rate, help="broken images per attempt"
+    )
+    sim.add_argument("--sim-crash-rate", type=options.rate, help="worker crashes per attempt")
     sim.add_argument("--sim-image-size", type=int, help="image width/height in pixels (256)")
     group.add_argument(
         "--via-hub",
@@ -114,7 +101,7 @@ def _add_worker_options(parser: argparse.ArgumentParser) -> None:
     tuning = parser.add_argument_group("engine")
     tuning.add_argument(
         "--max-failures",
-        type=_positive_int,
+        type=options.positive_int,
         help="failed attempts before a task is dead (default 5)",
     )
     tuning.add_argument(
@@ -123,7 +110,7 @@ def _add_worker_options(parser: argparse.ArgumentParser) -> None:
     tuning.add_argument("--backoff-base", type=float, help="first retry delay ceiling (5 s)")
     tuning.add_argument(
         "--snapshot-every",
-        type=_positive_int,
+        type=options.positive_int,
         help="completions between JSON snapshots (default 50)",
     )
     tuning.add_argument("--no-progress", action="store_true", help="no live progress output")
@@ -251,20 +238,6 @@ def _behaviour(settings: dict[str, Any]) -> SimBehaviour:
     return SimBehaviour(**{k: v for k, v in settings.items() if k in fields})
 
 
-def _run_settings(settings: dict[str, Any]) -> RunSettings:
-    policy = SchedulerPolicy(
-        **{
-            k: settings[k]
-            for k in ("max_failures", "lease_seconds", "backoff_base")
-            if k in settings
-        }
-    )
-    writer = WriterSettings()
-    if "snapshot_every" in settings:
-        writer = replace(writer, snapshot_every=settings["snapshot_every"])
-    return RunSettings(policy=policy, writer=writer)
-
-
 def _run_job(
     paths: DataPaths, store: Store, job: JobRecord, settings: dict[str, Any], *, show: bool
 ) -> RunSummary:
@@ -351,7 +324,7 @@ async def _drive(
         job,
         tasks,
         workers,
-        _run_settings(settings),
+        options.run_settings(settings),
         cooldowns=cooldowns,
         on_progress=display.update if display else None,
         on_first_dispatch=report_first_dispatch,
