@@ -339,6 +339,16 @@ class JobService:
         views = await self._in_thread(rows)
         return [self._live_view(v) if self._is_active(v.job_id) else v for v in views]
 
+    async def recent_jobs(self, limit: int = 100) -> list[JobRecord]:
+        """Newest first, as recorded — no per-job counts (cheap enough for every tick of a
+        progress stream)."""
+
+        def rows() -> list[JobRecord]:
+            jobs = sorted(self.store.list_jobs(), key=lambda j: j.created_at, reverse=True)
+            return jobs[:limit]
+
+        return await self._in_thread(rows)
+
     async def view(self, job_id: str, *, workers: bool = True) -> JobView:
         active, runner = self.active_job, self.runner
         if active is not None and runner is not None and job_id == active.id:
@@ -361,8 +371,6 @@ class JobService:
             )
             return self._live_view(base, workers)
         job = await self.find_job(job_id)
-        if self._is_active(job.id):
-            return self._live_view(await self._in_thread(self._view_from_store, job), workers)
         return await self._in_thread(self._view_from_store, job)
 
     async def error_groups(self, job_id: str, limit: int = 100) -> list[ErrorGroupView]:

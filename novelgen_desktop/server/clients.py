@@ -176,11 +176,7 @@ class ClientRequests:
 
     async def flush(self) -> None:
         """One last update (the hub is about to say bye): final states are not left unsent."""
-        task, self._subscription = self._subscription, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self.close()
         if self._following is not None:
             with contextlib.suppress(Exception):
                 await self._tick()
@@ -218,11 +214,12 @@ class ClientRequests:
         """ "Every job": the running and paused ones, every job submitted since the
         subscription began (even one that finished between two ticks), and any sent before
         that has not been seen in a final state yet (so its end is reported once)."""
-        views = await self.service.list_jobs((), _ALL_JOBS_LIMIT)
+        jobs = await self.service.recent_jobs(_ALL_JOBS_LIMIT)
         ids = [
-            v.job_id
-            for v in views
-            if v.state in (JobState.RUNNING, JobState.PAUSED) or v.created_at >= self._subscribed_at
+            job.id
+            for job in jobs
+            if job.state in (JobState.RUNNING, JobState.PAUSED)
+            or job.created_at >= self._subscribed_at
         ]
         ids += [job_id for job_id, v in sent.items() if v.state not in _FINAL and job_id not in ids]
         return ids

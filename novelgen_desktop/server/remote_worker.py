@@ -230,11 +230,11 @@ class RemoteWorker:
         key = (outcome.task_id, outcome.attempt)
         if key in self._finished:
             return "duplicate"
-        kept: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         waiting = (
             self.ack_after_write and isinstance(outcome, WorkerResult) and key not in self._kept
         )
         if waiting:
+            kept: asyncio.Future[str] = asyncio.get_running_loop().create_future()
             self._kept[key] = kept
         try:
             verdict = await self._hand_over(key, outcome)
