@@ -250,3 +250,15 @@ class JobClient:
         )
         assert isinstance(message, m.JobProgress)
         return message
+
+
+async def frames_until_close(ws: ClientConnection, timeout: float = 5.0) -> list[str | bytes]:
+    """Every frame received before the hub closed the connection (it must close in time)."""
+    frames: list[str | bytes] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                frames.append(await ws.recv())
+    except ConnectionClosed:
+        return frames
+    raise AssertionError(f"the hub did not close the connection within {timeout} s")

@@ -8,34 +8,25 @@ import pytest
 from server_testkit import (
     EXTENSION_ID,
     TOKEN,
+    frames_until_close,
     hello_text,
     make_hub,
     recv_message,
     running,
     worker_connection,
 )
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from novelgen_desktop.protocol import messages as m
 from novelgen_desktop.protocol.codes import CloseCode
 from novelgen_desktop.server.hub import Hub
 
 
-async def _frames_until_close(ws: ClientConnection) -> list[str | bytes]:
-    """Every frame received before the hub closed the connection."""
-    frames: list[str | bytes] = []
-    with pytest.raises(ConnectionClosed):
-        async with asyncio.timeout(5):
-            while True:
-                frames.append(await ws.recv())
-    return frames
-
-
 def test_no_hello_within_auth_timeout_closes_4002() -> None:
     async def scenario() -> None:
         async with running(make_hub(auth_timeout=0.2)) as url, connect(url) as ws:
-            assert await _frames_until_close(ws) == []
+            assert await frames_until_close(ws) == []
             assert ws.close_code == CloseCode.AUTH_TIMEOUT
             assert ws.close_reason == "auth_timeout"
 
@@ -59,7 +50,7 @@ def test_bad_first_frame_closes_4001_and_reveals_nothing(first: str | bytes) -> 
         hub = make_hub()
         async with running(hub) as url, connect(url) as ws:
             await ws.send(first)
-            assert await _frames_until_close(ws) == []  # no welcome, no error frame
+            assert await frames_until_close(ws) == []  # no welcome, no error frame
             assert ws.close_code == CloseCode.UNAUTHORIZED
             assert ws.close_reason == "unauthorized"
         assert hub.workers == {}
@@ -97,7 +88,7 @@ def test_oversized_frame_before_auth_is_closed() -> None:
         hub = make_hub()
         async with running(hub) as url, connect(url, max_size=None) as ws:
             await ws.send("x" * (m.MAX_HELLO_FRAME + 1))
-            assert await _frames_until_close(ws) == []
+            assert await frames_until_close(ws) == []
             assert ws.close_code == CloseCode.MESSAGE_TOO_BIG
         assert hub.workers == {}
 
@@ -119,7 +110,7 @@ def test_no_common_version_sends_bad_version_then_4009() -> None:
     async def scenario() -> None:
         async with running(make_hub()) as url, connect(url) as ws:
             await ws.send(hello_text(versions=(2, 3)))
-            frames = await _frames_until_close(ws)
+            frames = await frames_until_close(ws)
             assert len(frames) == 1 and isinstance(frames[0], str)
             error = m.decode(frames[0])
             assert isinstance(error, m.Error) and error.code == "bad_version"
@@ -147,7 +138,7 @@ def test_silent_peer_dropped_with_4004_and_hub_sends_heartbeats() -> None:
     async def scenario() -> None:
         hub = make_hub(idle_timeout=0.6, heartbeat_interval=0.1)
         async with running(hub) as url, worker_connection(url) as ws:
-            frames = await _frames_until_close(ws)
+            frames = await frames_until_close(ws)
             kinds = {m.decode(f).type for f in frames if isinstance(f, str)}
             assert kinds == {"heartbeat"}
             assert ws.close_code == CloseCode.HEARTBEAT_TIMEOUT
@@ -163,7 +154,7 @@ def test_same_worker_id_replaces_older_connection() -> None:
             worker_connection(url, "tab-1") as old,
             worker_connection(url, "tab-1"),
         ):
-            frames = await _frames_until_close(old)
+            frames = await frames_until_close(old)
             assert [m.decode(f) for f in frames if isinstance(f, str)] == [
                 m.Bye(reason=m.ByeReason.REPLACED)
             ]
@@ -179,7 +170,7 @@ def test_stop_says_bye_and_closes_going_away() -> None:
         port = await hub.start()
         async with worker_connection(f"ws://127.0.0.1:{port}/") as ws:
             await hub.stop()
-            frames = await _frames_until_close(ws)
+            frames = await frames_until_close(ws)
             assert [m.decode(f) for f in frames if isinstance(f, str)] == [
                 m.Bye(reason=m.ByeReason.SHUTDOWN)
             ]

@@ -11,8 +11,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from server_testkit import EXTENSION_ID, TOKEN, hello_text, recv_message
-from websockets.asyncio.client import ClientConnection, connect
+from server_testkit import EXTENSION_ID, TOKEN, frames_until_close, hello_text, recv_message
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from novelgen_desktop.engine.service import JobService, specs_from_prompts
@@ -36,15 +36,6 @@ async def hub_with_waiting_job(data_dir: Path) -> AsyncIterator[str]:
         yield f"ws://127.0.0.1:{port}/"
     finally:
         await hub.stop()
-
-
-async def _everything_until_close(ws: ClientConnection) -> list[str | bytes]:
-    frames: list[str | bytes] = []
-    with pytest.raises(ConnectionClosed):
-        async with asyncio.timeout(5):
-            while True:
-                frames.append(await ws.recv())
-    return frames
 
 
 def _worker_hello(token: str = TOKEN) -> str:
@@ -84,7 +75,7 @@ def test_refused_connection_gets_no_job_data(name: str, tmp_path: Path) -> None:
                 for frame in frames:
                     with contextlib.suppress(ConnectionClosed):  # the hub may close first
                         await ws.send(frame)
-                received = await _everything_until_close(ws)
+                received = await frames_until_close(ws)
                 assert received == []
                 assert ws.close_code == code
                 assert SECRET_PROMPT not in (ws.close_reason or "")
@@ -131,7 +122,7 @@ def test_client_with_wrong_token_cannot_list_jobs(tmp_path: Path) -> None:
             async with connect(url) as ws:
                 await ws.send(hello_text(None, token="Q" * 43))
                 await ws.send(json.dumps({"v": 1, "type": "list_jobs", "request_id": "r1"}))
-                assert await _everything_until_close(ws) == []
+                assert await frames_until_close(ws) == []
                 assert ws.close_code == CloseCode.UNAUTHORIZED
             async with connect(url) as ws:  # the right token sees the job
                 await ws.send(hello_text(None))
