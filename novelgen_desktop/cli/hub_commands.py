@@ -13,13 +13,16 @@ import signal
 import ssl
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from novelgen_desktop.cli import options
 from novelgen_desktop.engine.runner import RunSettings
 from novelgen_desktop.errors import ConfigError
 from novelgen_desktop.output.naming import DEFAULT_TEMPLATE, NamingTemplate
 from novelgen_desktop.paths import DataPaths
+
+if TYPE_CHECKING:
+    from novelgen_desktop.protocol.messages import Configure
 
 DEFAULT_PORT = 8765
 log = logging.getLogger("novelgen_desktop.cli")
@@ -80,6 +83,23 @@ def add_hub_commands(commands: Any) -> None:
     )
     serve.add_argument(
         "--snapshot-every", type=options.positive_int, help="completions per snapshot"
+    )
+    serve.add_argument(
+        "--tabs",
+        type=options.tab_count,
+        metavar="N",
+        help="ChatGPT tabs each connected extension should run (1–10; default: its own setting)",
+    )
+    serve.add_argument(
+        "--chat-mode",
+        choices=("per_task", "per_sequence"),
+        help="extensions start a new chat per task, or per page of the script",
+    )
+    serve.add_argument(
+        "--selectors",
+        type=Path,
+        metavar="FILE",
+        help="a newer selector table (JSON) pushed to every extension (see docs/extension.md)",
     )
     serve.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
@@ -181,6 +201,7 @@ def _write_ready_file(path: Path, info: dict[str, Any]) -> None:
 
 
 def cmd_serve(args: argparse.Namespace, paths: DataPaths) -> int:
+    from novelgen_desktop.server.browser_config import browser_config  # noqa: PLC0415
     from novelgen_desktop.server.hub import is_loopback  # noqa: PLC0415 - websockets on demand
     from novelgen_desktop.server.pairing import (  # noqa: PLC0415
         check_extension_id,
@@ -208,6 +229,7 @@ def cmd_serve(args: argparse.Namespace, paths: DataPaths) -> int:
     paths.ensure()
     token = load_or_create_token(paths)
     extensions = paired_extensions(paths) + [check_extension_id(x) for x in args.allow_extension]
+    config = browser_config(args.tabs, args.chat_mode, args.selectors)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -220,6 +242,7 @@ def cmd_serve(args: argparse.Namespace, paths: DataPaths) -> int:
             context=context,
             remote=not loopback,
             token_path=token_file(paths),
+            config=config,
         )
     )
 
@@ -233,6 +256,7 @@ async def _serve(
     context: ssl.SSLContext | None,
     remote: bool,
     token_path: Path,
+    config: Configure | None,
 ) -> int:
     from novelgen_desktop.engine.service import (  # noqa: PLC0415
         JobService,
@@ -246,7 +270,13 @@ async def _serve(
         ServiceSettings(run=_run_settings(args), out_root=out_root, naming_template=args.template),
     )
     await service.start()
-    hub = Hub(token, extension_ids=extensions, restart_grace=args.restart_grace, service=service)
+    hub = Hub(
+        token,
+        extension_ids=extensions,
+        restart_grace=args.restart_grace,
+        service=service,
+        browser_config=config,
+    )
     try:
         port = await hub.start(args.host, args.port, ssl_context=context, allow_remote=remote)
     except OSError as exc:
@@ -319,15 +349,12 @@ def cmd_pair(args: argparse.Namespace, paths: DataPaths) -> int:
     print(f"hub URL:     {url}")
     print(f"token:       {token}")
     print(f"token file:  {token_file(paths)} (readable by you only)")
-    extensions = paired_extensions(paths)
-    if extensions:
-        for extension_id in extensions:
-            print(
-                f"extension:   {extension_id}  pairing link: chrome-extension://{extension_id}"
-                f"/options/options.html#hub={url}&token={token}"
-            )
-    else:
-        print("extension:   none paired yet (novelgen pair --allow-extension ID)")
+    # The shipped extension is always first; open its link in the Chrome profile that has it.
+    for extension_id in paired_extensions(paths):
+        print(
+            f"extension:   {extension_id}  pairing link: chrome-extension://{extension_id}"
+            f"/options/options.html#hub={url}&token={token}"
+        )
     if args.regenerate:
         print("the old token no longer works: give the new one to every extension and script")
     return 0

@@ -22,6 +22,15 @@ def positive_int(text: str) -> int:
     return value
 
 
+def tab_count(text: str) -> int:
+    """Tabs per browser: ChatGPT shares one quota per account, so more than 10 only adds
+    memory pressure."""
+    value = int(text)
+    if not 1 <= value <= 10:
+        raise argparse.ArgumentTypeError(f"expected 1 to 10 tabs, got {text}")
+    return value
+
+
 def count(text: str) -> int:
     value = int(text)
     if value < 0:

@@ -16,6 +16,8 @@ from novelgen_desktop.protocol.messages import (
     Bye,
     ByeReason,
     Cancel,
+    ChatMode,
+    Configure,
     Control,
     ControlAction,
     Error,
@@ -103,6 +105,12 @@ def example_messages() -> list[Message]:
             metadata={"job_id": "lighthouse-keeper-20261123-7f3a", "panel": 3},
         ),
         Cancel(task_id="4812", attempt=2, reason="job paused"),
+        Configure(
+            tabs=3,
+            chat_mode=ChatMode.PER_TASK,
+            selector_table='{"version": 7, "keys": {"sendButton": '
+            '["button[data-testid=send-button]", "#composer-submit-button"]}}',
+        ),
         Progress(task_id="4812", attempt=2, stage=Stage.GENERATING, percent=40.0),
         Result(
             task_id="4812",

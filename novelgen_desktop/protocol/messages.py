@@ -106,6 +106,13 @@ class ByeReason(enum.StrEnum):
     ERROR = "error"  # giving up after an error; ``detail`` says which
 
 
+class ChatMode(enum.StrEnum):
+    """When a browser worker starts a new ChatGPT conversation (``configure``)."""
+
+    PER_TASK = "per_task"  # every attempt in a fresh chat: no earlier image colours the next
+    PER_SEQUENCE = "per_sequence"  # one chat per job/chapter/page: the model sees the page so far
+
+
 class ControlAction(enum.StrEnum):
     PAUSE = "pause"
     RESUME = "resume"
@@ -284,6 +291,26 @@ class Cancel:
     task_id: str = field(metadata=TASK_RULE)
     attempt: int = field(metadata=ATTEMPT_RULE)
     reason: str | None = field(default=None, metadata=TEXT_RULE)
+
+
+MAX_SELECTOR_TABLE_CHARS = 64 * 2**10
+"""A pushed selector table (JSON text) is far smaller; the bound keeps a frame small."""
+
+
+@dataclass(frozen=True, slots=True)
+class Configure:
+    """Hub → worker: how the browser behind this worker should run. Sent after ``welcome``
+    when the hub has settings for browser workers, and again when they change. A worker that
+    drives no browser (the simulated one) ignores it; every field is optional and an absent
+    field leaves the worker's own setting as it is."""
+
+    type: ClassVar[str] = "configure"
+    senders: ClassVar[frozenset[Role]] = _HUB
+    tabs: int | None = field(default=None, metadata=rule(ge=1, le=10))
+    chat_mode: ChatMode | None = None
+    selector_table: str | None = field(
+        default=None, metadata=rule(min_len=2, max_len=MAX_SELECTOR_TABLE_CHARS)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -544,6 +571,7 @@ Message = (
     | Ack
     | Assign
     | Cancel
+    | Configure
     | Progress
     | Result
     | TaskError
@@ -569,6 +597,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         Ack,
         Assign,
         Cancel,
+        Configure,
         Progress,
         Result,
         TaskError,

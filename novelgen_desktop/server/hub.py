@@ -43,6 +43,7 @@ from novelgen_desktop.protocol.messages import (
     Ack,
     Bye,
     ByeReason,
+    Configure,
     Error,
     Heartbeat,
     Hello,
@@ -195,6 +196,8 @@ class Session:
         if not await self.send(welcome):
             return False
         if hello.role is Role.WORKER:
+            if hub.browser_config is not None:
+                await self.send(hub.browser_config)
             await hub._attach_worker(self, hello)
         elif hub.service is not None:
             from novelgen_desktop.server.clients import (  # noqa: PLC0415 - clients only
@@ -286,6 +289,12 @@ class Session:
         if isinstance(message, Heartbeat):
             return
         if isinstance(message, Bye):
+            if self.worker is not None and message.reason is not ByeReason.RESTART:
+                # Not "back soon": whatever it held goes back to the queue now, not after
+                # the restart grace period.
+                self.worker.detach(
+                    self, f"the worker said bye ({message.reason})", coming_back=False
+                )
             await self.close(CloseCode.NORMAL, "bye")
             raise _ClosedError
         if isinstance(message, Hello):
@@ -374,8 +383,10 @@ class Hub:
         frame_burst: int = FRAME_BURST,
         on_late_outcome: LateOutcomeHandler | None = None,
         service: JobService | None = None,
+        browser_config: Configure | None = None,
     ) -> None:
         self.token = token
+        self.browser_config = browser_config
         self.extension_ids = frozenset(extension_ids)
         self.auth_timeout = auth_timeout
         self.heartbeat_interval = heartbeat_interval
@@ -515,6 +526,14 @@ class Hub:
     async def _notify(self) -> None:
         async with self._changed:
             self._changed.notify_all()
+
+    async def configure_browsers(self, config: Configure) -> None:
+        """New settings for the browsers behind the workers: kept for every worker that
+        connects from now on, and sent to those connected now."""
+        self.browser_config = config
+        for session in list(self.sessions):
+            if session.worker is not None:
+                await session.send(config)
 
     def connected_workers(self) -> list[RemoteWorker]:
         return [w for w in self.workers.values() if w.connected]

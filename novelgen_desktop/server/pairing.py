@@ -19,6 +19,11 @@ from novelgen_desktop.paths import DataPaths
 from novelgen_desktop.protocol.auth import new_pairing_token
 from novelgen_desktop.protocol.messages import TOKEN
 
+SHIPPED_EXTENSION_ID = "jiehgpegehofiljbeepelopkoiliedji"
+"""The id of NovelGen's own extension: fixed by the ``key`` in ``extension/manifest.json``,
+so an unpacked install has it on every machine and the hub accepts it without a pairing
+step. Other ids (a fork, a Web Store build) are paired with ``novelgen pair
+--allow-extension``."""
 TOKEN_FILE = "pairing-token"
 EXTENSIONS_FILE = "paired-extensions.json"
 _TOKEN = re.compile(TOKEN)
@@ -83,27 +88,32 @@ def check_extension_id(text: str) -> str:
 
 
 def paired_extensions(paths: DataPaths) -> list[str]:
+    """The shipped extension's id, then those paired by hand."""
     path = paths.root / EXTENSIONS_FILE
     if not path.exists():
-        return []
+        return [SHIPPED_EXTENSION_ID]
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
     if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
         raise ConfigError(f"{path}: expected a JSON list of extension ids")
-    return [check_extension_id(x) for x in data]
+    return [SHIPPED_EXTENSION_ID] + [
+        check_extension_id(x) for x in data if x != SHIPPED_EXTENSION_ID
+    ]
 
 
 def pair_extension(paths: DataPaths, extension_id: str) -> list[str]:
     ids = paired_extensions(paths)
     if check_extension_id(extension_id) not in ids:
         ids.append(extension_id)
-        _write_private(paths.root / EXTENSIONS_FILE, json.dumps(ids, indent=1) + "\n")
+        extra = [x for x in ids if x != SHIPPED_EXTENSION_ID]
+        _write_private(paths.root / EXTENSIONS_FILE, json.dumps(extra, indent=1) + "\n")
     return ids
 
 
 __all__ = [
+    "SHIPPED_EXTENSION_ID",
     "check_extension_id",
     "load_or_create_token",
     "pair_extension",

@@ -178,9 +178,10 @@ class RemoteWorker:
             future.set_exception(WorkerCrashed("the worker came back without its attempt"))
         self._attached.set()
 
-    def detach(self, session: Session, reason: str) -> None:
+    def detach(self, session: Session, reason: str, *, coming_back: bool = True) -> None:
         """The connection ``session`` ended. An attempt in flight waits ``restart_grace`` for
-        the worker to come back with it."""
+        the worker to come back with it, unless the worker said goodbye for another reason
+        than a restart (``coming_back`` False: a closed tab gives its task back at once)."""
         if self.session is not session:
             return  # an older, replaced connection
         self.session = None
@@ -191,7 +192,7 @@ class RemoteWorker:
         if future is None or future.done():
             return
         error = WorkerCrashed(reason)
-        if self.restart_grace <= 0 or self._is_stopping():
+        if not coming_back or self.restart_grace <= 0 or self._is_stopping():
             future.set_exception(error)
             return
 
