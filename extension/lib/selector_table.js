@@ -91,7 +91,6 @@
       loginMarker: [
         'form[action*="/auth/login"]',
         '[data-testid="login-form"]',
-        'a[href*="/auth/login"]',
       ],
       cloudflare: [
         "#challenge-form",
