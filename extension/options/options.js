@@ -34,6 +34,13 @@
     unknown: "The extension has not reported a status yet.",
   };
 
+  const HEALTH_LABELS = {
+    ok: "ok",
+    loading: "loading",
+    logged_out: "login required",
+    unresponsive: "unresponsive",
+  };
+
   /** Stored settings, as last loaded or saved (the form may differ until Save). */
   let stored = { ...S.DEFAULT_SETTINGS };
   /** The pairing offer from the URL fragment, until accepted or dismissed. */
@@ -334,10 +341,12 @@
       cell(row, slot.slot);
       cell(row, slot.worker_id, "mono");
       cell(row, slot.tab_id, "mono");
-      const health = cell(row, slot.health);
+      cell(row, slot.connection); // per-slot WebSocket state, when the service worker gives it
+      const health = cell(row, HEALTH_LABELS[slot.health] || slot.health);
       health.dataset.health = slot.health || "";
       cell(row, slot.busy ? "yes" : "no");
-      cell(row, slot.task_id, "mono");
+      const task = slot.task_id ? `${slot.task_id}${slot.stage ? ` · ${slot.stage}` : ""}` : "";
+      cell(row, task, "mono");
       body.appendChild(row);
     }
     $("slots-table").hidden = slots.length === 0;
