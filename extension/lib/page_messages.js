@@ -34,7 +34,7 @@
       /\blimit\s+(?:resets|will reset|is reset)\b/i,
       /\b(?:resets|will reset)\s+(?:in|at)\b/i,
       /\b(?:image generation|image|usage|message|rate)\s+limits?\s+(?:has been |have been )?(?:reached|exceeded|hit)\b/i,
-      /\brate[- ]limit(?:ed)?\b/i,
+      /\brate[- ]limit(?:ed\b|s?\s+(?:reached|exceeded|hit)\b)/i,
       /\btoo many requests\b/i,
       /\b(?:generating|creating|making) (?:images )?too (?:quickly|fast)\b/i,
       /\bcan create more images (?:when|after|in|once)\b/i,
@@ -50,7 +50,7 @@
       /\bviolat\w*\s+our\s+content\s+polic(?:y|ies)\b/i,
       /\bviolat\w*\s+our\s+guardrails\b/i,
       /\bagainst\s+our\s+content\s+polic(?:y|ies)\b/i,
-      /\bdoes(?: not|n't) (?:comply|follow) with our content polic(?:y|ies)\b/i,
+      /\b(?:does|did)(?: not|n't) (?:comply with|follow|meet) our content polic(?:y|ies)\b/i,
       /\bI\s+(?:can't|cannot|can not|am unable to|'m unable to|won't be able to)\s+(?:help|assist)\s+with\s+(?:that|this)\b/i,
       /\b(?:can't|cannot|can not|unable to|won't be able to|not able to)\s+(?:create|generate|make|produce|draw)\s+(?:that|this|the requested|an? |images? )/i,
     ],
@@ -139,7 +139,7 @@
     return candidate ? durationSeconds(candidate.text) : null;
   }
 
-  const CLOCK_TIME = /\b(?:at|after|until|by|around)\s+(tomorrow\s+(?:at\s+)?)?(\d{1,2})(?::(\d{2}))?\s*(a\.?m\.?|p\.?m\.?)?(?![\w:])/i;
+  const CLOCK_TIME = /\b(tomorrow\s+)?(?:at|after|until|by|around)\s+(tomorrow\s+(?:at\s+)?)?(\d{1,2})(?::(\d{2}))?\s*(a\.?m\.?|p\.?m\.?)?(?![\w:])/i;
 
   /**
    * Seconds from `now` until a clock time named in the text ("at 4:05 PM", "after 16:05",
@@ -150,7 +150,8 @@
   function parseClockTime(text, now) {
     const match = CLOCK_TIME.exec(normalize(text));
     if (!match) return null;
-    const [, tomorrow, hourText, minuteText, meridiem] = match;
+    const [, tomorrowBefore, tomorrowAfter, hourText, minuteText, meridiem] = match;
+    const tomorrow = Boolean(tomorrowBefore || tomorrowAfter);
     if (minuteText === undefined && !meridiem) return null;
     let hour = Number(hourText);
     const minute = minuteText === undefined ? 0 : Number(minuteText);

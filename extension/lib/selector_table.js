@@ -74,7 +74,6 @@
       multigenPick: [
         { css: "button", text: "^Image 1$" },
         { css: '[role="button"]', text: "^Image 1$" },
-        'button[aria-label="Image 1"]',
       ],
       generatedImage: [
         'img[alt^="Generated image"]',
@@ -116,7 +115,6 @@
       tryAgain: [
         { css: "button", text: "^Try again$" },
         { css: '[role="button"]', text: "^Try again$" },
-        'button[aria-label="Try again"]',
       ],
       main: ["main", '[role="main"]', "#main"],
       fileInput: [
