@@ -1,0 +1,200 @@
+"use strict";
+const test = require("node:test");
+const assert = require("node:assert/strict");
+const Driver = require("../content/driver.js");
+
+const { imageIdFromSrc, conversationUrlFrom, decideCompletion, typingStrategies, comparableText, paragraphsHtml, healthFrom, classifyTurnTexts, runDeadline, sniffImageMime, bytesToBase64 } = Driver;
+const { SETTLE_MS, BUSY_GRACE_MS } = Driver.constants;
+
+test("image ids: the estuary URL's id= parameter", () => {
+  assert.equal(imageIdFromSrc("https://chatgpt.com/backend-api/estuary/content?id=file_00000000a1b2c3&ts=1&p=fs&sig=9f8e"), "file_00000000a1b2c3");
+  assert.equal(imageIdFromSrc("/backend-api/estuary/content?id=file_abc123&sig=1", "https://chatgpt.com/c/x"), "file_abc123");
+  assert.equal(imageIdFromSrc("https://chatgpt.com/backend-api/estuary/content?sig=1&id=file-AbC"), "file-AbC");
+});
+
+test("image ids: the signature does not change the id", () => {
+  const a = imageIdFromSrc("https://chatgpt.com/backend-api/estuary/content?id=file_1&sig=aaa");
+  const b = imageIdFromSrc("https://chatgpt.com/backend-api/estuary/content?id=file_1&sig=bbb&ts=2");
+  assert.equal(a, b);
+});
+
+test("image ids: older files.oaiusercontent.com URLs", () => {
+  assert.equal(imageIdFromSrc("https://files.oaiusercontent.com/file-AbC123xyz?se=2026-01-01&sp=r&sig=abc%3D"), "file-AbC123xyz");
+  assert.equal(imageIdFromSrc("https://files.oaiusercontent.com/file_00000000deadbeef/raw?sig=1"), "file_00000000deadbeef");
+  assert.equal(
+    imageIdFromSrc("https://sdmntprwestus.oaiusercontent.com/files/00000000-1234-5678-9abc-def012345678/raw?se=1&sig=2"),
+    "00000000-1234-5678-9abc-def012345678",
+  );
+});
+
+test("image ids: anything else is not a generated image", () => {
+  for (const src of [
+    "",
+    null,
+    undefined,
+    "https://chatgpt.com/backend-api/estuary/content?id=avatar_1",
+    "https://cdn.auth0.com/avatars/ab.png",
+    "https://chatgpt.com/cdn/assets/logo.svg",
+    "data:image/png;base64,AAAA",
+    "https://example.com/files/123/raw",
+    "http://[bad",
+  ]) {
+    assert.equal(imageIdFromSrc(src), null, String(src));
+  }
+});
+
+test("conversation URLs", () => {
+  assert.equal(conversationUrlFrom("https://chatgpt.com/c/6741d0b5-1f2e-8000-a000-0123456789ab"), "https://chatgpt.com/c/6741d0b5-1f2e-8000-a000-0123456789ab");
+  assert.equal(conversationUrlFrom("https://chatgpt.com/c/abc?model=gpt-4o#x"), "https://chatgpt.com/c/abc");
+  assert.equal(conversationUrlFrom("https://chatgpt.com/g/g-2fkFE8rbu-dall-e/c/abc-1"), "https://chatgpt.com/g/g-2fkFE8rbu-dall-e/c/abc-1");
+  assert.equal(conversationUrlFrom("https://chatgpt.com/"), null);
+  assert.equal(conversationUrlFrom("https://chatgpt.com/auth/login"), null);
+  assert.equal(conversationUrlFrom("not a url"), null);
+});
+
+function image(id, naturalWidth = 1024, complete = true) {
+  return { id, complete, naturalWidth };
+}
+
+/** Feeds snapshots through decideCompletion as the driver does, returning every decision. */
+function replay(beforeIds, steps) {
+  let candidate = null;
+  return steps.map(({ now, images, busy = false, preferredId = null }) => {
+    const decision = decideCompletion({ beforeIds: new Set(beforeIds), images, busy, now, candidate, preferredId });
+    candidate = decision.candidate;
+    return decision;
+  });
+}
+
+test("completion: an old image is never taken, however last it is", () => {
+  const [decision] = replay(["file_old1", "file_old2"], [{ now: 0, images: [image("file_old1"), image("file_old2")] }]);
+  assert.deepEqual(decision, { action: "wait", candidate: null });
+});
+
+test("completion: a new image must be loaded and larger than a thumbnail", () => {
+  const decisions = replay([], [
+    { now: 0, images: [image("file_new", 1024, false)] },
+    { now: 100, images: [image("file_new", 0, true)] },
+    { now: 200, images: [image("file_new", 64, true)] },
+  ]);
+  assert.deepEqual(decisions.map((d) => d.action), ["wait", "wait", "wait"]);
+});
+
+test("completion: a new loaded image settles, is checked again, then is done", () => {
+  const decisions = replay(["file_old"], [
+    { now: 1000, images: [image("file_old"), image("file_new")] },
+    { now: 1000 + SETTLE_MS - 1, images: [image("file_old"), image("file_new")] },
+    { now: 1000 + SETTLE_MS, images: [image("file_old"), image("file_new")] },
+  ]);
+  assert.deepEqual(decisions.map((d) => d.action), ["settle", "settle", "done"]);
+  assert.deepEqual(decisions[2].candidate, { id: "file_new", since: 1000 });
+});
+
+test("completion: an image that disappears during the settle delay starts over", () => {
+  const decisions = replay([], [
+    { now: 0, images: [image("file_a")] },
+    { now: 1500, images: [] },
+    { now: 2500, images: [image("file_a")] },
+    { now: 2500 + SETTLE_MS - 1, images: [image("file_a")] },
+    { now: 2500 + SETTLE_MS, images: [image("file_a")] },
+  ]);
+  assert.deepEqual(decisions.map((d) => d.action), ["settle", "wait", "settle", "settle", "done"]);
+  assert.equal(decisions[4].candidate.since, 2500);
+});
+
+test("completion: not done while the page is busy, unless busy far beyond the image", () => {
+  const decisions = replay([], [
+    { now: 0, images: [image("file_a")], busy: true },
+    { now: SETTLE_MS + 10, images: [image("file_a")], busy: true },
+    { now: SETTLE_MS + 20, images: [image("file_a")], busy: false },
+  ]);
+  assert.deepEqual(decisions.map((d) => d.action), ["settle", "settle", "done"]);
+  const stuck = replay([], [
+    { now: 0, images: [image("file_a")], busy: true },
+    { now: BUSY_GRACE_MS - 1, images: [image("file_a")], busy: true },
+    { now: BUSY_GRACE_MS, images: [image("file_a")], busy: true },
+  ]);
+  assert.deepEqual(stuck.map((d) => d.action), ["settle", "settle", "done"]);
+});
+
+test("completion: two candidates — the preferred (first multigen) one is taken", () => {
+  const decisions = replay([], [
+    // Image 2 loads first: it becomes the candidate until Image 1 loads.
+    { now: 0, images: [image("file_one", 1024, false), image("file_two")], preferredId: "file_one" },
+    { now: 500, images: [image("file_one"), image("file_two")], preferredId: "file_one" },
+    { now: 500 + SETTLE_MS, images: [image("file_one"), image("file_two")], preferredId: "file_one" },
+  ]);
+  assert.deepEqual(decisions.map((d) => [d.action, d.candidate.id]), [["settle", "file_two"], ["settle", "file_one"], ["done", "file_one"]]);
+});
+
+test("completion: without a preference the first new image in page order wins", () => {
+  const decisions = replay(["file_old"], [
+    { now: 0, images: [image("file_old"), image("file_x"), image("file_y")] },
+    { now: SETTLE_MS, images: [image("file_old"), image("file_x"), image("file_y")] },
+  ]);
+  assert.equal(decisions[1].action, "done");
+  assert.equal(decisions[1].candidate.id, "file_x");
+});
+
+test("completion: beforeIds may be an array (from resume.before_image_ids)", () => {
+  const decision = decideCompletion({ beforeIds: ["file_a"], images: [image("file_a")], busy: false, now: 0, candidate: null });
+  assert.equal(decision.action, "wait");
+});
+
+test("completion: options override the delays", () => {
+  const first = decideCompletion({ beforeIds: [], images: [image("f")], busy: false, now: 0, candidate: null }, { settleMs: 0 });
+  const second = decideCompletion({ beforeIds: [], images: [image("f")], busy: false, now: 0, candidate: first.candidate }, { settleMs: 0 });
+  assert.equal(second.action, "done");
+});
+
+test("typing strategy: ProseMirror first by execCommand, then paste, then paragraphs; textarea by value", () => {
+  assert.deepEqual(typingStrategies({ tagName: "DIV", isContentEditable: true }), ["execCommand", "paste", "paragraphs"]);
+  assert.deepEqual(typingStrategies({ tagName: "TEXTAREA" }), ["valueSetter"]);
+  assert.deepEqual(typingStrategies(null), []);
+});
+
+test("typing verification ignores how the editor reflows whitespace", () => {
+  assert.equal(comparableText("A lighthouse\n\nat dusk "), comparableText("A lighthouse at dusk"));
+  assert.notEqual(comparableText("A lighthouse"), comparableText("A lighthouse at dusk"));
+  assert.equal(comparableText(undefined), "");
+});
+
+test("paragraph markup escapes HTML and keeps empty lines", () => {
+  assert.equal(paragraphsHtml("a <b> & \"c\"\n\nd's"), "<p>a &lt;b&gt; &amp; &quot;c&quot;</p><p><br></p><p>d&#39;s</p>");
+});
+
+test("health from the page", () => {
+  const page = { cloudflare: false, title: "ChatGPT", pathname: "/", loginButton: false, composer: true };
+  assert.equal(healthFrom(page), "ok");
+  assert.equal(healthFrom({ ...page, composer: false }), "loading");
+  assert.equal(healthFrom({ ...page, loginButton: true }), "logged_out");
+  assert.equal(healthFrom({ ...page, pathname: "/auth/login", composer: false }), "logged_out");
+  assert.equal(healthFrom({ ...page, cloudflare: true }), "unresponsive");
+  assert.equal(healthFrom({ ...page, title: "Just a moment...", composer: false }), "unresponsive");
+});
+
+test("turn texts: the first recognised message", () => {
+  assert.equal(classifyTurnTexts(["Here is your image.", "I can't help with that."], 0).kind, "refused");
+  assert.equal(classifyTurnTexts(["Image generation failed", "Try again"], 0).kind, "transient");
+  assert.equal(classifyTurnTexts(["Here is your image."], 0), null);
+  assert.equal(classifyTurnTexts([], 0), null);
+});
+
+test("run deadline: absolute, defaulted, or a duration given by mistake", () => {
+  const now = 1_800_000_000_000;
+  assert.equal(runDeadline(now + 5000, now), now + 5000);
+  assert.equal(runDeadline(undefined, now), now + Driver.constants.DEFAULT_RUN_MS);
+  assert.equal(runDeadline(0, now), now + Driver.constants.DEFAULT_RUN_MS);
+  assert.equal(runDeadline(NaN, now), now + Driver.constants.DEFAULT_RUN_MS);
+  assert.equal(runDeadline(300000, now), now + 300000);
+});
+
+test("image bytes: MIME sniffing and base64", () => {
+  assert.equal(sniffImageMime(Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 13, 10, 26, 10])), "image/png");
+  assert.equal(sniffImageMime(Uint8Array.from([0xff, 0xd8, 0xff, 0xe0])), "image/jpeg");
+  assert.equal(sniffImageMime(Uint8Array.from([...Buffer.from("RIFF"), 0, 0, 0, 0, ...Buffer.from("WEBP")])), "image/webp");
+  assert.equal(sniffImageMime(Uint8Array.from(Buffer.from("GIF89a"))), "image/gif");
+  assert.equal(sniffImageMime(Uint8Array.from(Buffer.from("<html>"))), null);
+  const bytes = new Uint8Array(100000).map((_, i) => (i * 7) % 256);
+  assert.equal(bytesToBase64(bytes), Buffer.from(bytes).toString("base64"));
+});
