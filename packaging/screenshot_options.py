@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import sync_playwright
 
@@ -69,6 +70,16 @@ async ([token]) => {
 """
 
 
+def _wait_until(page: Any, predicate: str, timeout: float = 15.0) -> None:
+    """Poll with page.evaluate: wait_for_function compiles its predicate with eval, which the
+    extension page's CSP (script-src 'self') forbids."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(f"() => Boolean({predicate})"):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {predicate}")
+        time.sleep(0.05)
+
+
 def loadable_extension(workdir: Path) -> Path:
     """extension/ itself, or a copy with an empty service worker if it is not written yet."""
     if (EXTENSION / "background" / "service_worker.js").is_file():
@@ -113,11 +124,11 @@ def take(out: Path, dark: bool) -> None:
                 # The page follows storage.onChanged; reload anyway so the shot shows a fresh
                 # load, as a user sees it (a live service worker may overwrite the status).
                 page.reload()
-                page.wait_for_function("document.getElementById('tabs').value === '3'")
+                _wait_until(page, "document.getElementById('tabs').value === '3'")
                 page.evaluate(DEMO_STATE, [DEMO_TOKEN])  # in case the service worker republished
                 time.sleep(0.5)
-                page.wait_for_function(
-                    "document.getElementById('status-badge').dataset.state === 'connected'"
+                _wait_until(
+                    page, "document.getElementById('status-badge').dataset.state === 'connected'"
                 )
                 out.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(out), full_page=True)
