@@ -1,0 +1,951 @@
+// The tab orchestrator: one Slot per ChatGPT tab, each with its own hub connection.
+//
+// A slot connects to the hub, opens (or adopts) its pinned, non-discardable tab, takes one
+// assignment at a time, hands it to the content script in that tab, stores the outcome
+// durably, sends it, and forgets it only when the hub acknowledges it. Tabs open 2 s apart.
+// A dead tab is replaced; its task is resumed in the new tab when the prompt was already
+// sent and the conversation is known (no second payment), rerun when the prompt never left,
+// and otherwise given back to the hub at once (bye tab_closed).
+(function (root, factory) {
+  const api = factory();
+  if (typeof module === "object" && module.exports) module.exports = api;
+  else root.NovelGenOrchestrator = api;
+})(globalThis, function () {
+  "use strict";
+
+  const CHATGPT_URL = "https://chatgpt.com/";
+  const TAB_OPEN_GAP_MS = 2000;
+  const READY_TIMEOUT_MS = 60000;
+  const PING_TIMEOUT_MS = 5000;
+  const STATUS_MIN_GAP_MS = 5000;
+  const RUN_ACCEPT_RETRIES = 5;
+  const DEFAULT_TASK_MS = 6 * 60 * 1000;
+  const FORGET_ON_ERROR = new Set(["unknown_task", "bad_field", "too_large"]);
+  const CONTENT_FILES = ["lib/selector_table.js", "lib/page_messages.js", "content/driver.js"];
+
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  function withTimeout(promise, ms, what) {
+    let timer;
+    return Promise.race([
+      promise,
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms / 1000} s`)), ms);
+      }),
+    ]).finally(() => clearTimeout(timer));
+  }
+
+  class Slot {
+    constructor(orch, n, record) {
+      this.orch = orch;
+      this.n = n;
+      this.record = record;
+      this.conn = null;
+      this.health = "loading";
+      this.healthDetail = "";
+      this.url = null;
+      this.memoryBytes = undefined;
+      this.readyCount = 0;
+      this.readyWaiters = [];
+      this.chain = Promise.resolve();
+      this.awaiting = []; // outcomes sent on this connection, in order: the hub answers each once
+      this.sentKeys = new Set();
+      this.cooldownUntil = 0;
+      this.lastStatusAt = 0;
+      this.statusTimer = null;
+      this.pingFailures = 0;
+      this.retiring = false;
+      this.running = false;
+      this.connState = "idle";
+      this.connDetail = "";
+    }
+
+    get workerId() {
+      return this.record.workerId;
+    }
+
+    get tabId() {
+      return this.record.tabId;
+    }
+
+    get busy() {
+      return !!(this.record.task && !this.record.task.captured);
+    }
+
+    log(text) {
+      this.orch.log(`slot ${this.n}: ${text}`);
+    }
+
+    /** Serialise every change of the record: read-modify-write, then a durable save. */
+    update(change) {
+      const next = this.chain.then(async () => {
+        const changed = change(this.record);
+        if (changed) this.record = await this.orch.store.saveSlot(changed);
+        return this.record;
+      });
+      this.chain = next.catch((err) => this.log(`saving state: ${err.message}`));
+      return next;
+    }
+
+    // -- start-up and recovery -----------------------------------------------------------
+
+    async start() {
+      const { inflight } = this.orch.lib;
+      const task = this.record.task;
+      let tabAlive = await this.tabExists();
+      let pageTask = null;
+      if (tabAlive) {
+        const pong = await this.ping().catch(() => null);
+        if (pong) {
+          this.noteReady(pong);
+          pageTask = pong.task || null;
+        }
+      }
+      const plan = inflight.recoveryPlan(task, pageTask, tabAlive);
+      if (task) this.log(`recovering ${task.task_id}/${task.attempt} (stage ${task.stage}): ${plan}`);
+      if (plan === "give_back" || plan === "drop") {
+        // Nothing can be saved: leave it out of `holding`, and the hub requeues it at once.
+        await this.update((r) => ({ ...r, task: null }));
+      }
+      this.pendingPlan = plan;
+      this.connect();
+    }
+
+    connect() {
+      const { protocol, inflight, backoff, HubConnection } = this.orch.lib;
+      if (this.conn) this.conn.close("restart", "reconnecting", { reconnect: false });
+      this.sentKeys.clear();
+      this.awaiting = [];
+      this.conn = new HubConnection({
+        url: this.orch.settings.hubUrl,
+        WebSocketImpl: this.orch.WebSocketImpl,
+        protocol,
+        backoff,
+        log: (t) => this.log(t),
+        makeHello: () =>
+          protocol.hello({
+            token: this.orch.settings.token,
+            workerId: this.workerId,
+            accountId: this.orch.accountId(),
+            tabId: this.tabId,
+            instanceId: this.orch.instanceId,
+            holding: inflight.holding(this.record),
+          }),
+        onWelcome: () => this.onWelcome(),
+        onMessage: (msg) => this.onHubMessage(msg),
+        onState: (state, detail, code) => {
+          this.connState = state;
+          this.connDetail = state === "open" ? "" : detail || "";
+          if (state !== "open") {
+            this.sentKeys.clear();
+            this.awaiting = [];
+          }
+          if (code === 4001) this.connDetail = "the hub refused the pairing token: pair again from the desktop app";
+          this.orch.publish();
+        },
+      });
+      this.conn.connect();
+    }
+
+    async onWelcome() {
+      this.lastStatusAt = 0;
+      this.sendStatus(true);
+      try {
+        await this.ensureTab();
+      } catch (err) {
+        this.log(`tab: ${err.message}`);
+      }
+      const plan = this.pendingPlan;
+      this.pendingPlan = null;
+      const task = this.record.task;
+      if (task && !task.captured && !this.running) {
+        if (plan === "resume") this.runTask({ resume: true });
+        else if (plan === "rerun" || plan === "rerun_new_tab") this.runTask({});
+        else if (plan === "wait") {
+          /* the page works on it and will report */
+        } else if (plan == null) {
+          // A reconnect within this service worker's life: is the page still on it?
+          const pong = await this.ping().catch(() => null);
+          const pageTask = pong && pong.task;
+          const same = pageTask && pageTask.task_id === task.task_id && pageTask.attempt === task.attempt;
+          if (!same) this.runTask({ resume: this.orch.lib.inflight.promptSent(task) });
+        }
+      }
+      this.deliver();
+    }
+
+    async tabExists() {
+      if (this.tabId == null) return false;
+      try {
+        const tab = await this.orch.chrome.tabs.get(this.tabId);
+        return !!tab && !tab.discarded;
+      } catch (_) {
+        return false;
+      }
+    }
+
+    async ping() {
+      if (this.tabId == null) throw new Error("no tab");
+      return withTimeout(this.orch.chrome.tabs.sendMessage(this.tabId, { type: "ng.ping" }), PING_TIMEOUT_MS, "ping");
+    }
+
+    noteReady(info) {
+      if (info.url) this.url = info.url;
+      if (typeof info.memory === "number") this.memoryBytes = Math.round(info.memory);
+      if (info.health) this.setHealth(info.health, info.detail || "");
+    }
+
+    setHealth(health, detail) {
+      const before = this.health;
+      this.health = health;
+      this.healthDetail = detail || "";
+      if (before !== health) {
+        this.sendStatus();
+        this.orch.publish();
+        // Logged in again: a new hello lifts the hub's login block for this worker.
+        if (before === "logged_out" && health === "ok" && this.conn && this.conn.isOpen) {
+          this.log("logged in again: reconnecting so the hub sends work again");
+          this.conn.close("restart", "logged in again", { reconnect: true });
+        }
+      }
+    }
+
+    /** Open (or adopt) this slot's tab and wait until its content script says it is ready. */
+    async ensureTab() {
+      const chrome = this.orch.chrome;
+      if (await this.tabExists()) {
+        const pong = await this.ping().catch(() => null);
+        if (pong) {
+          this.noteReady(pong);
+          return;
+        }
+        // A tab that was open before the extension (re)loaded has no content script yet.
+        await chrome.scripting.executeScript({ target: { tabId: this.tabId }, files: CONTENT_FILES }).catch((err) =>
+          this.log(`injecting the content script: ${err.message}`)
+        );
+        const again = await this.ping().catch(() => null);
+        if (again) {
+          this.noteReady(again);
+          return;
+        }
+        await chrome.tabs.reload(this.tabId).catch(() => {});
+        await this.waitReady(0);
+        return;
+      }
+      await this.orch.tabOpeningTurn();
+      const seen = this.readyCount;
+      this.setHealth("loading", "opening a ChatGPT tab");
+      const tab = await chrome.tabs.create({ url: CHATGPT_URL, pinned: true, active: false });
+      await chrome.tabs.update(tab.id, { autoDiscardable: false }).catch(() => {});
+      this.orch.tabToSlot.set(tab.id, this);
+      await this.update((r) => ({ ...r, tabId: tab.id }));
+      this.log(`opened tab ${tab.id}`);
+      await this.waitReady(seen);
+    }
+
+    /** Wait for an `ng.ready` newer than `seen` (a fresh page load). */
+    waitReady(seen, timeoutMs = READY_TIMEOUT_MS) {
+      if (this.readyCount > seen) return Promise.resolve();
+      return withTimeout(
+        new Promise((resolve) => this.readyWaiters.push({ seen, resolve })),
+        timeoutMs,
+        "waiting for the ChatGPT page to load"
+      );
+    }
+
+    onPageReady(msg) {
+      this.readyCount++;
+      this.pingFailures = 0;
+      this.noteReady(msg);
+      const waiters = this.readyWaiters;
+      this.readyWaiters = [];
+      for (const w of waiters) {
+        if (this.readyCount > w.seen) w.resolve();
+        else this.readyWaiters.push(w);
+      }
+      // A page that reloaded by itself mid-task lost the driver: resume without paying again.
+      const task = this.record.task;
+      if (task && !task.captured && !this.running && this.conn && this.conn.isOpen && msg.health === "ok") {
+        this.ping()
+          .then((pong) => {
+            const t = pong && pong.task;
+            if (!t || t.task_id !== task.task_id || t.attempt !== task.attempt) {
+              this.runTask({ resume: this.orch.lib.inflight.promptSent(task) });
+            }
+          })
+          .catch(() => {});
+      }
+    }
+
+    // -- the hub's messages ------------------------------------------------------------------
+
+    onHubMessage(msg) {
+      switch (msg.type) {
+        case "assign":
+          return this.onAssign(msg);
+        case "ack":
+          return this.onAck(msg);
+        case "cancel":
+          return this.onCancel(msg);
+        case "configure":
+          return this.orch.applyConfigure(msg);
+        case "error":
+          return this.onHubError(msg);
+        case "bye":
+          return this.orch.onHubBye(this, msg);
+        default:
+          this.log(`ignored hub message ${msg.type}`);
+      }
+    }
+
+    async onAssign(msg) {
+      const { inflight, protocol } = this.orch.lib;
+      const current = this.record.task;
+      if (current && current.task_id === msg.task_id && current.attempt === msg.attempt) return; // repeated
+      if (this.record.unacked.some((u) => u.task_id === msg.task_id && u.attempt === msg.attempt)) return;
+      if (current && !current.captured && !current.cancelled) {
+        // The hub never does this (one attempt at a time); refuse the newcomer rather than
+        // drop the task in hand, which may already be paid for.
+        this.log(`assign ${msg.task_id}/${msg.attempt} while busy with ${current.task_id}/${current.attempt}`);
+        this.conn.send(protocol.taskError({ task_id: msg.task_id, attempt: msg.attempt, kind: "page_error", message: "the tab was busy with another attempt" }));
+        return;
+      }
+      await this.update((r) => ({ ...r, task: inflight.taskFromAssign(msg, Date.now()) }));
+      this.conn.send(protocol.progress({ task_id: msg.task_id, attempt: msg.attempt, stage: "accepted" }));
+      this.sendStatus();
+      this.orch.publish();
+      this.runTask({});
+    }
+
+    /**
+     * Drive the task in the tab: put the tab where the task must start (new chat, or the
+     * sequence's conversation), then hand the task to the content script. Progress and the
+     * outcome come back as runtime messages (onPageProgress / onPageDone).
+     */
+    async runTask({ resume = false }) {
+      if (this.running) return;
+      this.running = true;
+      const { inflight } = this.orch.lib;
+      const chrome = this.orch.chrome;
+      try {
+        let task = this.record.task;
+        if (!task || task.captured || task.cancelled) return;
+        if (!(await this.tabExists())) await this.ensureTab();
+        if (this.health === "loading") await this.waitReady(this.readyCount - 1).catch(() => {});
+        let target = null;
+        let newChat = true;
+        if (resume && task.conversation_url) {
+          target = task.conversation_url;
+          newChat = false;
+        } else {
+          const plan = inflight.chatPlan(this.orch.chatMode(), this.record, task);
+          newChat = plan.newChat;
+          target = plan.newChat ? CHATGPT_URL : plan.url;
+        }
+        if (target && !(this.url && sameUrl(this.url, target) && !newChat)) {
+          await this.update((r) => (r.task ? { ...r, task: inflight.advance(r.task, "navigating") } : null));
+          const seen = this.readyCount;
+          await chrome.tabs.update(this.tabId, { url: target });
+          await this.waitReady(seen);
+        }
+        task = this.record.task;
+        if (!task || task.cancelled) return;
+        if (this.health === "logged_out") {
+          await this.onPageDone({ type: "ng.done", task_id: task.task_id, attempt: task.attempt, outcome: "error", kind: "login_required", message: this.healthDetail || "ChatGPT shows the login page" });
+          return;
+        }
+        await this.update((r) => (r.task ? { ...r, task: inflight.advance({ ...r.task, new_chat: newChat }, "running") } : null));
+        const deadlineMs = Math.min(Date.now() + DEFAULT_TASK_MS, task.deadline ? task.deadline * 1000 + 60000 : Infinity);
+        const run = {
+          type: "ng.run",
+          task: {
+            task_id: task.task_id,
+            attempt: task.attempt,
+            prompt: task.prompt,
+            new_chat: newChat,
+            deadline_ms: Math.max(deadlineMs, Date.now() + 60000),
+            resume: resume && task.conversation_url ? { conversation_url: task.conversation_url, before_image_ids: task.before_image_ids || [] } : undefined,
+          },
+        };
+        for (let i = 0; i < RUN_ACCEPT_RETRIES; i++) {
+          const reply = await withTimeout(chrome.tabs.sendMessage(this.tabId, run), PING_TIMEOUT_MS, "ng.run").catch((err) => ({ accepted: false, reason: err.message }));
+          if (reply && reply.accepted) return;
+          if (reply && reply.task && reply.task.task_id === task.task_id) return; // it already has it
+          this.log(`the page did not take the task: ${reply && reply.reason}`);
+          await sleep(2000);
+        }
+        await this.onPageDone({ type: "ng.done", task_id: task.task_id, attempt: task.attempt, outcome: "error", kind: "page_error", message: "the ChatGPT tab did not accept the task" });
+      } catch (err) {
+        this.log(`running the task: ${err.message}`);
+        const task = this.record.task;
+        if (task && !task.captured) {
+          if (inflight.promptSent(task)) {
+            this.runLater(); // the page will report, or the health check replaces the tab
+          } else {
+            await this.onPageDone({ type: "ng.done", task_id: task.task_id, attempt: task.attempt, outcome: "error", kind: "page_error", message: `the ChatGPT tab failed: ${err.message}` });
+          }
+        }
+      } finally {
+        this.running = false;
+      }
+    }
+
+    runLater() {
+      clearTimeout(this.rerunTimer);
+      this.rerunTimer = setTimeout(() => {
+        const task = this.record.task;
+        if (task && !task.captured && !this.running) this.runTask({ resume: this.orch.lib.inflight.promptSent(task) });
+      }, 5000);
+    }
+
+    async onAck(msg) {
+      if (msg.task_id == null) return;
+      const { inflight } = this.orch.lib;
+      const key = inflight.attemptKey(msg.task_id, msg.attempt);
+      this.awaiting = this.awaiting.filter((k) => k !== key);
+      this.sentKeys.delete(key);
+      const entry = this.record.unacked.find((u) => u.key === key);
+      await this.update((r) => inflight.acknowledge(r, msg.task_id, msg.attempt));
+      if (entry && entry.kind === "image") await this.orch.store.deleteImage(key).catch(() => {});
+      this.sendStatus();
+      this.orch.publish();
+    }
+
+    async onHubError(msg) {
+      this.log(`hub error ${msg.code}: ${msg.message}`);
+      if (!this.awaiting.length) return;
+      const key = this.awaiting.shift();
+      this.sentKeys.delete(key);
+      if (FORGET_ON_ERROR.has(msg.code)) {
+        const entry = this.record.unacked.find((u) => u.key === key);
+        if (entry) {
+          this.log(`the hub cannot use ${key} (${msg.code}): forgetting it`);
+          await this.onAck({ task_id: entry.task_id, attempt: entry.attempt });
+        }
+      } else {
+        // e.g. internal (the hub could not write it yet): keep it and send it again later.
+        setTimeout(() => this.deliver(), 10000);
+      }
+    }
+
+    async onCancel(msg) {
+      const task = this.record.task;
+      if (!task || task.task_id !== msg.task_id || task.attempt !== msg.attempt) return;
+      this.log(`hub cancelled ${msg.task_id}/${msg.attempt}: ${msg.reason || ""}`);
+      await this.update((r) => (r.task ? { ...r, task: { ...r.task, cancelled: true } } : null));
+      if (this.tabId != null) {
+        this.orch.chrome.tabs.sendMessage(this.tabId, { type: "ng.cancel", task_id: msg.task_id, attempt: msg.attempt }).catch(() => {});
+      }
+      if (!task.captured) await this.update((r) => ({ ...r, task: null }));
+      this.sendStatus();
+      this.orch.publish();
+    }
+
+    // -- the page's messages ----------------------------------------------------------------
+
+    async onPageProgress(msg) {
+      const { inflight, protocol } = this.orch.lib;
+      const task = this.record.task;
+      if (!task || task.task_id !== msg.task_id || task.attempt !== msg.attempt) return;
+      const fields = {};
+      if (msg.conversation_url) fields.conversation_url = msg.conversation_url;
+      if (Array.isArray(msg.before_image_ids)) fields.before_image_ids = msg.before_image_ids.slice(0, 500);
+      await this.update((r) => {
+        if (!r.task) return null;
+        const next = { ...r, task: inflight.advance(r.task, msg.stage, fields) };
+        if (fields.conversation_url && this.orch.chatMode() === "per_sequence") {
+          const key = inflight.sequenceKey(r.task.metadata);
+          if (key) next.sequence = { key, url: fields.conversation_url };
+        }
+        return next;
+      });
+      if (msg.conversation_url) this.url = msg.conversation_url;
+      if (["typing", "submitted", "generating", "downloading"].includes(msg.stage)) {
+        this.conn.send(
+          protocol.progress({ task_id: msg.task_id, attempt: msg.attempt, stage: msg.stage, percent: msg.percent, conversation_url: msg.conversation_url })
+        );
+      }
+    }
+
+    /** Store the outcome durably first, then answer the page, then send it to the hub. */
+    async onPageDone(msg) {
+      const { inflight, protocol } = this.orch.lib;
+      const key = inflight.attemptKey(msg.task_id, msg.attempt);
+      if (this.record.unacked.some((u) => u.key === key)) return { stored: true }; // a repeat
+      const task = this.record.task;
+      const isCurrent = task && task.task_id === msg.task_id && task.attempt === msg.attempt;
+      if (msg.outcome === "image" && msg.image && msg.image.base64) {
+        const bytes = protocol.base64ToBytes(msg.image.base64);
+        const sha256 = await protocol.sha256Hex(bytes);
+        const mime = protocol.sniffMime(bytes) || msg.image.mime || "image/png";
+        await this.orch.store.putImage(key, {
+          bytes: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength),
+          meta: {
+            task_id: msg.task_id,
+            attempt: msg.attempt,
+            sha256,
+            size: bytes.length,
+            mime,
+            conversation_url: msg.conversation_url || (task && task.conversation_url),
+            image_id: msg.image.image_id,
+            width: msg.image.width,
+            height: msg.image.height,
+            elapsed: msg.elapsed,
+          },
+        });
+        await this.update((r) => ({
+          ...r,
+          unacked: [...r.unacked, { task_id: msg.task_id, attempt: msg.attempt, kind: "image", key }],
+          task: isCurrent && r.task ? inflight.advance({ ...r.task, captured: true }, "captured") : r.task,
+        }));
+      } else {
+        const kind = protocol.TASK_ERROR_KINDS.includes(msg.kind) ? msg.kind : "page_error";
+        const error = { kind, message: protocol.clip(msg.message || ""), retry_after: msg.retry_after, conversation_url: msg.conversation_url };
+        await this.update((r) => ({
+          ...r,
+          unacked: [...r.unacked, { task_id: msg.task_id, attempt: msg.attempt, kind: "error", key, error }],
+          task: isCurrent && r.task ? inflight.advance({ ...r.task, captured: true }, "captured") : r.task,
+        }));
+        if (kind === "rate_limited") {
+          const seconds = typeof msg.retry_after === "number" ? msg.retry_after : 15 * 60;
+          this.cooldownUntil = Date.now() + seconds * 1000;
+          this.orch.noteCooldown(this.cooldownUntil);
+        }
+        if (kind === "login_required") this.setHealth("logged_out", msg.message || "logged out");
+      }
+      this.deliver();
+      this.sendStatus();
+      this.orch.publish();
+      return { stored: true };
+    }
+
+    /** Send every stored outcome the hub has not acknowledged (once per connection). */
+    async deliver() {
+      if (!this.conn || !this.conn.isOpen) return;
+      const { protocol } = this.orch.lib;
+      for (const entry of this.record.unacked) {
+        if (this.sentKeys.has(entry.key)) continue;
+        if (entry.kind === "image") {
+          const image = await this.orch.store.getImage(entry.key).catch(() => null);
+          if (!image) {
+            this.log(`image ${entry.key} is missing from storage; giving the attempt up`);
+            this.sentKeys.add(entry.key);
+            this.conn.send(protocol.taskError({ task_id: entry.task_id, attempt: entry.attempt, kind: "page_error", message: "the captured image was lost from the extension's storage" }));
+            this.awaiting.push(entry.key);
+            continue;
+          }
+          const bytes = new Uint8Array(image.bytes);
+          const sent = this.conn.sendImage(protocol.resultAnnouncement(image.meta), protocol.imageFrame(entry.task_id, entry.attempt, bytes));
+          if (!sent) return;
+        } else {
+          if (!this.conn.send(protocol.taskError({ task_id: entry.task_id, attempt: entry.attempt, ...entry.error }))) return;
+        }
+        this.sentKeys.add(entry.key);
+        this.awaiting.push(entry.key);
+      }
+    }
+
+    // -- health --------------------------------------------------------------------------
+
+    /** `status` to the hub: on change, at most every 5 s (the last state always gets out). */
+    sendStatus(force = false) {
+      if (!this.conn || !this.conn.isOpen) return;
+      const now = Date.now();
+      const wait = this.lastStatusAt + STATUS_MIN_GAP_MS - now;
+      if (!force && wait > 0) {
+        if (!this.statusTimer) {
+          this.statusTimer = setTimeout(() => {
+            this.statusTimer = null;
+            this.sendStatus(true);
+          }, wait);
+        }
+        return;
+      }
+      this.lastStatusAt = now;
+      const task = this.record.task;
+      const details = [];
+      if (this.healthDetail) details.push(this.healthDetail);
+      if (this.cooldownUntil > now) details.push(`cooling down until ${new Date(this.cooldownUntil).toISOString()}`);
+      this.conn.send(
+        this.orch.lib.protocol.status({
+          health: this.health,
+          busy: this.busy,
+          memoryBytes: this.memoryBytes,
+          taskId: task ? task.task_id : undefined,
+          url: this.url,
+          detail: details.join("; "),
+        })
+      );
+    }
+
+    /** Periodic check: is the tab there and does its page answer? */
+    async checkHealth() {
+      const chrome = this.orch.chrome;
+      if (this.tabId == null || !this.conn || !this.conn.isOpen) return;
+      let tab = null;
+      try {
+        tab = await chrome.tabs.get(this.tabId);
+      } catch (_) {
+        return this.onTabGone("the tab was closed");
+      }
+      if (tab.discarded) return this.onTabDiscarded();
+      if (tab.status !== "complete") return;
+      try {
+        const pong = await this.ping();
+        this.pingFailures = 0;
+        this.noteReady(pong);
+        const task = this.record.task;
+        if (task && !task.captured && !task.cancelled && !this.running && (!pong.task || pong.task.task_id !== task.task_id)) {
+          this.runTask({ resume: this.orch.lib.inflight.promptSent(task) });
+        }
+      } catch (err) {
+        this.pingFailures++;
+        if (this.pingFailures >= 2) {
+          // Loaded but silent twice in a row: a crashed renderer or a hung page.
+          this.setHealth(this.pingFailures >= 3 ? "crashed" : "unresponsive", `the page does not answer (${err.message})`);
+          if (this.pingFailures >= 3) {
+            this.log("reloading an unresponsive tab");
+            this.pingFailures = 0;
+            await chrome.tabs.reload(this.tabId).catch(() => {});
+          }
+        }
+      }
+    }
+
+    async onTabDiscarded() {
+      this.setHealth("discarded", "the browser discarded the tab to save memory");
+      await this.orch.chrome.tabs.update(this.tabId, { autoDiscardable: false }).catch(() => {});
+      await this.orch.chrome.tabs.reload(this.tabId).catch(() => {});
+    }
+
+    /**
+     * The tab is gone (closed by the user, crashed away). Open a new one; the task in hand is
+     * resumed there if its conversation is known, rerun if its prompt never left, and given
+     * back to the hub otherwise.
+     */
+    async onTabGone(reason) {
+      const { inflight } = this.orch.lib;
+      this.orch.tabToSlot.delete(this.tabId);
+      this.log(reason);
+      await this.update((r) => ({ ...r, tabId: null }));
+      this.url = null;
+      this.setHealth("loading", reason);
+      if (this.retiring) return;
+      const task = this.record.task;
+      const plan = inflight.recoveryPlan(task, null, false);
+      if (plan === "give_back") {
+        this.log(`giving ${task.task_id}/${task.attempt} back to the hub`);
+        await this.update((r) => ({ ...r, task: null }));
+        this.pendingPlan = null;
+        // bye tab_closed: the hub requeues the attempt now; then a fresh hello with a new tab.
+        if (this.conn) this.conn.close("tab_closed", reason, { reconnect: true });
+        return;
+      }
+      try {
+        await this.ensureTab();
+      } catch (err) {
+        this.log(`replacing the tab: ${err.message}`);
+        return;
+      }
+      if (plan === "resume") this.runTask({ resume: true });
+      else if (plan === "rerun" || plan === "rerun_new_tab") this.runTask({});
+    }
+
+    async retire() {
+      this.retiring = true;
+      if (this.conn) this.conn.close("user", "fewer tabs requested");
+      if (this.tabId != null) await this.orch.chrome.tabs.remove(this.tabId).catch(() => {});
+      this.orch.tabToSlot.delete(this.tabId);
+    }
+
+    snapshot() {
+      const task = this.record.task;
+      return {
+        slot: this.n,
+        worker_id: this.workerId,
+        tab_id: this.tabId,
+        health: this.health,
+        busy: this.busy,
+        task_id: task ? task.task_id : null,
+        stage: task ? task.stage : null,
+        unacked: this.record.unacked.length,
+        connection: this.connState,
+        detail: [this.connDetail, this.healthDetail].filter(Boolean).join("; "),
+        cooldown_until: this.cooldownUntil > Date.now() ? this.cooldownUntil : null,
+      };
+    }
+  }
+
+  function sameUrl(a, b) {
+    try {
+      const x = new URL(a);
+      const y = new URL(b);
+      return x.origin === y.origin && x.pathname.replace(/\/$/, "") === y.pathname.replace(/\/$/, "");
+    } catch (_) {
+      return a === b;
+    }
+  }
+
+  class Orchestrator {
+    /**
+     * deps: chrome, store, lib {protocol, inflight, backoff, HubConnection, selectorTable},
+     * WebSocketImpl, settings, installId, instanceId, hubConfig, log
+     */
+    constructor(deps) {
+      Object.assign(this, deps);
+      this.slots = new Map();
+      this.tabToSlot = new Map();
+      this.lastTabOpenAt = 0;
+      this.tabTurn = Promise.resolve();
+      this.cooldownUntil = 0;
+      this.publishTimer = null;
+      this.stopped = false;
+    }
+
+    accountId() {
+      const { protocol } = this.lib;
+      return protocol.safeId(this.settings.accountId, `chrome-${this.installId}`);
+    }
+
+    desiredTabs() {
+      const n = (this.hubConfig && this.hubConfig.tabs) || this.settings.tabs || 1;
+      return Math.max(1, Math.min(10, n));
+    }
+
+    chatMode() {
+      return (this.hubConfig && this.hubConfig.chat_mode) || this.settings.chatMode || "per_task";
+    }
+
+    paired() {
+      return !!(this.settings.token && this.settings.hubUrl);
+    }
+
+    /** Tabs open 2 s apart: a burst of page loads looks like a bot and spikes memory. */
+    tabOpeningTurn() {
+      const turn = this.tabTurn.then(async () => {
+        const wait = this.lastTabOpenAt + TAB_OPEN_GAP_MS - Date.now();
+        if (wait > 0) await sleep(wait);
+        this.lastTabOpenAt = Date.now();
+      });
+      this.tabTurn = turn.catch(() => {});
+      return turn;
+    }
+
+    async start() {
+      const { inflight } = this.lib;
+      const records = await this.store.loadAllSlots(10);
+      for (const record of records) {
+        if (record.tabId != null) this.tabToSlot.set(record.tabId, null);
+      }
+      if (!this.paired()) {
+        this.publish();
+        return;
+      }
+      const wanted = this.desiredTabs();
+      const byNumber = new Map(records.map((r) => [r.slot, r]));
+      for (let n = 1; n <= 10; n++) {
+        const record = byNumber.get(n);
+        const needed = n <= wanted || (record && (record.task || record.unacked.length));
+        if (!needed) {
+          if (record) await this.closeLeftover(record);
+          continue;
+        }
+        const workerId = `ext-${this.installId}-${n}`;
+        const slot = new Slot(this, n, record && record.workerId === workerId ? record : inflight.emptySlot(n, workerId));
+        this.slots.set(n, slot);
+        if (slot.tabId != null) this.tabToSlot.set(slot.tabId, slot);
+      }
+      for (const slot of this.slots.values()) await slot.start();
+      this.publish();
+    }
+
+    async closeLeftover(record) {
+      if (record.tabId != null) await this.chrome.tabs.remove(record.tabId).catch(() => {});
+      await this.store.removeSlot(record.slot);
+    }
+
+    /** Settings changed on the options page: start over with them. */
+    async restart(settings) {
+      await this.stop("restart", "settings changed");
+      this.settings = settings;
+      this.stopped = false;
+      await this.start();
+    }
+
+    async stop(reason, detail, { closeTabs = false } = {}) {
+      this.stopped = true;
+      for (const slot of this.slots.values()) {
+        if (slot.conn) slot.conn.close(reason, detail);
+        if (closeTabs && slot.tabId != null) {
+          await this.chrome.tabs.remove(slot.tabId).catch(() => {});
+        }
+      }
+      this.slots.clear();
+    }
+
+    async adjustSlots() {
+      if (this.stopped || !this.paired()) return;
+      const { inflight } = this.lib;
+      const wanted = this.desiredTabs();
+      for (let n = 1; n <= wanted; n++) {
+        if (this.slots.has(n)) continue;
+        const record = (await this.store.loadSlot(n)) || inflight.emptySlot(n, `ext-${this.installId}-${n}`);
+        const slot = new Slot(this, n, record);
+        this.slots.set(n, slot);
+        slot.start();
+      }
+      for (const [n, slot] of this.slots) {
+        if (n > wanted && !slot.busy && !slot.record.unacked.length) {
+          this.slots.delete(n);
+          await slot.retire();
+          await this.store.removeSlot(n);
+        }
+      }
+      this.publish();
+    }
+
+    async applyConfigure(msg) {
+      const config = { ...(this.hubConfig || {}) };
+      if (msg.tabs != null) config.tabs = msg.tabs;
+      if (msg.chat_mode != null) config.chat_mode = msg.chat_mode;
+      if (msg.selector_table) {
+        const result = await this.acceptSelectorTable(msg.selector_table);
+        config.selector_table = result;
+      }
+      const changed = JSON.stringify(config) !== JSON.stringify(this.hubConfig || {});
+      this.hubConfig = config;
+      if (changed) {
+        await this.store.setValue("hubConfig", config);
+        await this.adjustSlots();
+      }
+    }
+
+    /** A newer selector table from the hub: validated, stored for content scripts, pushed. */
+    async acceptSelectorTable(text) {
+      const tables = this.lib.selectorTable;
+      let table;
+      try {
+        table = JSON.parse(text);
+      } catch (err) {
+        this.log(`the hub sent a selector table that is not JSON: ${err.message}`);
+        return { accepted: false, error: err.message };
+      }
+      const errors = tables.validateTable(table);
+      if (errors.length) {
+        const detail = errors.map((e) => (typeof e === "string" ? e : JSON.stringify(e))).join("; ");
+        this.log(`refused the hub's selector table: ${detail}`);
+        return { accepted: false, error: detail };
+      }
+      const current = await this.store.getValue("selectorTable");
+      const currentVersion = Math.max((current && current.version) || 0, (tables.DEFAULT_TABLE && tables.DEFAULT_TABLE.version) || 0);
+      if (table.version <= currentVersion && !(current && current.version === table.version)) {
+        this.log(`kept selector table version ${currentVersion}; the hub's is ${table.version}`);
+        return { accepted: false, version: table.version, error: "not newer" };
+      }
+      await this.store.setValue("selectorTable", table, { warm: false });
+      for (const slot of this.slots.values()) {
+        if (slot.tabId != null) this.chrome.tabs.sendMessage(slot.tabId, { type: "ng.setSelectors", table }).catch(() => {});
+      }
+      this.log(`using selector table version ${table.version}`);
+      return { accepted: true, version: table.version };
+    }
+
+    async onHubBye(slot, msg) {
+      slot.log(`the hub said bye (${msg.reason})`);
+      if (msg.reason === "shutdown") {
+        // The desktop app is quitting: close this slot's tab cleanly; reconnect quietly and
+        // reopen tabs when it is back.
+        if (!slot.busy && slot.tabId != null) {
+          this.tabToSlot.delete(slot.tabId);
+          await this.chrome.tabs.remove(slot.tabId).catch(() => {});
+          await slot.update((r) => ({ ...r, tabId: null }));
+        }
+      }
+    }
+
+    noteCooldown(until) {
+      this.cooldownUntil = Math.max(this.cooldownUntil, until);
+    }
+
+    slotForTab(tabId) {
+      return this.tabToSlot.get(tabId) || null;
+    }
+
+    async onContentMessage(msg, sender) {
+      const tabId = sender && sender.tab ? sender.tab.id : null;
+      const slot = tabId != null ? this.slotForTab(tabId) : null;
+      if (!slot) {
+        // Not one of our tabs (the author's own ChatGPT tab): never drive it.
+        return { ignored: true };
+      }
+      switch (msg.type) {
+        case "ng.ready":
+          slot.onPageReady(msg);
+          return { ok: true, slot: slot.n };
+        case "ng.progress":
+          await slot.onPageProgress(msg);
+          return { ok: true };
+        case "ng.done":
+          return slot.onPageDone(msg);
+        default:
+          return { ok: false, error: `unknown message ${msg.type}` };
+      }
+    }
+
+    async onTabRemoved(tabId) {
+      const slot = this.slotForTab(tabId);
+      if (slot) await slot.onTabGone("the tab was closed");
+    }
+
+    async onTabUpdated(tabId, changeInfo) {
+      const slot = this.slotForTab(tabId);
+      if (!slot) return;
+      if (changeInfo.discarded) await slot.onTabDiscarded();
+      if (changeInfo.url) slot.url = changeInfo.url;
+    }
+
+    async checkHealth() {
+      for (const slot of this.slots.values()) await slot.checkHealth();
+      this.publish();
+    }
+
+    async selfTest() {
+      const slot = [...this.slots.values()].find((s) => s.tabId != null);
+      let tabId = slot ? slot.tabId : null;
+      if (tabId == null) {
+        const tabs = await this.chrome.tabs.query({ url: "https://chatgpt.com/*" });
+        tabId = tabs.length ? tabs[0].id : null;
+      }
+      if (tabId == null) return { ok: false, error: "no ChatGPT tab is open" };
+      const result = await withTimeout(this.chrome.tabs.sendMessage(tabId, { type: "ng.selfTest" }), PING_TIMEOUT_MS, "self-test");
+      const record = { ts: Date.now(), url: result.url, results: result.results };
+      await this.store.setValue("selfTest", record, { warm: false });
+      return { ok: true, ...record };
+    }
+
+    /** The connection status the options page shows (throttled). */
+    publish() {
+      if (this.publishTimer) return;
+      this.publishTimer = setTimeout(() => {
+        this.publishTimer = null;
+        this.store.setValue("connection", this.connectionStatus()).catch(() => {});
+      }, 250);
+    }
+
+    connectionStatus() {
+      const slots = [...this.slots.values()].map((s) => s.snapshot());
+      let state = "disconnected";
+      let detail = "";
+      if (!this.paired()) {
+        state = "unpaired";
+        detail = "paste the pairing token from the desktop app, or open its pairing link";
+      } else if (slots.some((s) => s.connection === "open")) state = "connected";
+      else if (slots.some((s) => s.connection === "connecting")) state = "connecting";
+      if (!detail) detail = slots.map((s) => s.detail).filter(Boolean)[0] || "";
+      if (this.cooldownUntil > Date.now()) detail = `rate limited: cooling down until ${new Date(this.cooldownUntil).toLocaleTimeString()}` + (detail ? `; ${detail}` : "");
+      return { state, hub: this.settings.hubUrl, detail, since: Date.now(), instance_id: this.instanceId, slots };
+    }
+  }
+
+  return { Orchestrator, Slot, CHATGPT_URL, TAB_OPEN_GAP_MS, sameUrl };
+});

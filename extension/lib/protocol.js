@@ -1,0 +1,217 @@
+// The hub protocol, version 1, as the extension speaks it (docs/protocol.md is the spec).
+// Pure: message builders, the binary image frame, light checks of what the hub sends.
+(function (root, factory) {
+  const api = factory();
+  if (typeof module === "object" && module.exports) module.exports = api;
+  else root.NovelGenProtocol = api;
+})(globalThis, function () {
+  "use strict";
+
+  const VERSION = 1;
+  const AGENT = "novelgen-extension/0.1.0";
+  const MAX_TEXT = 4096; // message/detail fields
+  const MAX_HOLDING = 64;
+  const TASK_ERROR_KINDS = ["rate_limited", "refused", "timeout", "page_error", "network", "login_required"];
+  const STAGES = ["accepted", "typing", "submitted", "generating", "downloading"];
+  const TAB_HEALTH = ["ok", "loading", "unresponsive", "crashed", "discarded", "logged_out"];
+  const MIMES = ["image/png", "image/jpeg", "image/webp"];
+  const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
+  const TASK_PATTERN = /^(0|[1-9][0-9]{0,15})$/;
+  const URL_PATTERN = /^https?:\/\/\S+$/;
+
+  function clip(text, max = MAX_TEXT) {
+    const s = String(text == null ? "" : text);
+    return s.length <= max ? s : s.slice(0, max - 1) + "…";
+  }
+
+  function frame(type, fields) {
+    const out = { v: VERSION, type };
+    for (const [key, value] of Object.entries(fields)) {
+      if (value !== undefined && value !== null) out[key] = value; // senders omit optionals
+    }
+    return out;
+  }
+
+  function validUrl(url) {
+    return typeof url === "string" && url.length <= 2048 && URL_PATTERN.test(url) ? url : undefined;
+  }
+
+  /** A worker id safe for the wire, made of parts that may not be (profile names). */
+  function safeId(text, fallback) {
+    const cleaned = String(text || "").replace(/[^A-Za-z0-9._:@-]/g, "-").replace(/^[^A-Za-z0-9]+/, "");
+    const id = cleaned.slice(0, 128);
+    return ID_PATTERN.test(id) ? id : fallback;
+  }
+
+  function hello({ token, workerId, accountId, tabId, instanceId, holding, agent }) {
+    return frame("hello", {
+      token,
+      role: "worker",
+      versions: [VERSION],
+      agent: clip(agent || AGENT, 200),
+      worker_id: workerId,
+      account_id: accountId,
+      kind: "extension",
+      tab_id: tabId != null ? String(tabId).slice(0, 32) : undefined,
+      capabilities: ["binary_frames", "image_png", "image_jpeg", "image_webp"],
+      instance_id: instanceId,
+      holding: (holding || []).slice(0, MAX_HOLDING).map((h) => ({ task_id: String(h.task_id), attempt: h.attempt })),
+    });
+  }
+
+  function heartbeat(seq) {
+    return frame("heartbeat", { ts: Date.now() / 1000, seq });
+  }
+
+  function bye(reason, detail) {
+    return frame("bye", { reason, detail: detail ? clip(detail) : undefined });
+  }
+
+  function progress({ task_id, attempt, stage, percent, conversation_url, detail }) {
+    if (!STAGES.includes(stage)) throw new Error(`progress: unknown stage ${stage}`);
+    return frame("progress", {
+      task_id,
+      attempt,
+      stage,
+      percent: typeof percent === "number" ? Math.max(0, Math.min(100, percent)) : undefined,
+      conversation_url: validUrl(conversation_url),
+      detail: detail ? clip(detail) : undefined,
+    });
+  }
+
+  function status({ health, busy, memoryBytes, taskId, url, detail }) {
+    if (!TAB_HEALTH.includes(health)) throw new Error(`status: unknown tab health ${health}`);
+    return frame("status", {
+      ts: Date.now() / 1000,
+      tab_health: health,
+      busy: !!busy,
+      memory_bytes: Number.isInteger(memoryBytes) && memoryBytes >= 0 ? memoryBytes : undefined,
+      task_id: taskId,
+      url: validUrl(url),
+      detail: detail ? clip(detail) : undefined,
+    });
+  }
+
+  /** The `result` announcing an image; the binary frame must follow it at once. */
+  function resultAnnouncement(meta) {
+    const dims = (n) => (Number.isInteger(n) && n >= 1 && n <= 65535 ? n : undefined);
+    return frame("result", {
+      task_id: meta.task_id,
+      attempt: meta.attempt,
+      sha256: meta.sha256,
+      size: meta.size,
+      mime: MIMES.includes(meta.mime) ? meta.mime : "image/png",
+      encoding: "binary",
+      conversation_url: validUrl(meta.conversation_url),
+      image_id: meta.image_id ? String(meta.image_id).slice(0, 256) : undefined,
+      width: dims(meta.width),
+      height: dims(meta.height),
+      elapsed: typeof meta.elapsed === "number" ? Math.max(0, Math.min(604800, meta.elapsed)) : undefined,
+    });
+  }
+
+  function taskError({ task_id, attempt, kind, message, retry_after, conversation_url }) {
+    if (!TASK_ERROR_KINDS.includes(kind)) throw new Error(`task_error: unknown kind ${kind}`);
+    let text = clip(message || "");
+    if (kind === "refused" && !text.trim()) text = "ChatGPT refused the prompt";
+    return frame("task_error", {
+      task_id,
+      attempt,
+      kind,
+      message: text,
+      retry_after:
+        kind === "rate_limited" && typeof retry_after === "number" && retry_after >= 0
+          ? Math.min(604800, retry_after)
+          : undefined,
+      conversation_url: validUrl(conversation_url),
+    });
+  }
+
+  /** NGI1 | attempt (u32 BE) | n | task id (ASCII) | image bytes. */
+  function imageFrame(taskId, attempt, bytes) {
+    const id = String(taskId);
+    if (!TASK_PATTERN.test(id)) throw new Error(`image frame: bad task id ${id}`);
+    const out = new Uint8Array(9 + id.length + bytes.length);
+    out.set([0x4e, 0x47, 0x49, 0x31], 0);
+    new DataView(out.buffer).setUint32(4, attempt >>> 0, false);
+    out[8] = id.length;
+    for (let i = 0; i < id.length; i++) out[9 + i] = id.charCodeAt(i);
+    out.set(bytes, 9 + id.length);
+    return out;
+  }
+
+  /**
+   * Parse and check a frame from the hub. Returns the message, or throws an Error that says
+   * what is wrong (the caller logs it and answers nothing: the hub is trusted but may be newer).
+   */
+  function parse(text) {
+    let msg;
+    try {
+      msg = JSON.parse(text);
+    } catch (err) {
+      throw new Error(`not JSON: ${err.message}`);
+    }
+    if (!msg || typeof msg !== "object" || Array.isArray(msg)) throw new Error("not a JSON object");
+    if (msg.v !== VERSION) throw new Error(`protocol version ${msg.v}, expected ${VERSION}`);
+    if (typeof msg.type !== "string") throw new Error("no message type");
+    if (msg.type === "assign") {
+      if (!TASK_PATTERN.test(msg.task_id || "")) throw new Error("assign: bad task_id");
+      if (!Number.isInteger(msg.attempt) || msg.attempt < 1) throw new Error("assign: bad attempt");
+      if (typeof msg.prompt !== "string" || !msg.prompt) throw new Error("assign: empty prompt");
+    }
+    return msg;
+  }
+
+  function bytesToBase64(bytes) {
+    let binary = "";
+    const chunk = 0x8000;
+    for (let i = 0; i < bytes.length; i += chunk) {
+      binary += String.fromCharCode.apply(null, bytes.subarray(i, i + chunk));
+    }
+    return btoa(binary);
+  }
+
+  function base64ToBytes(text) {
+    const binary = atob(text);
+    const out = new Uint8Array(binary.length);
+    for (let i = 0; i < binary.length; i++) out[i] = binary.charCodeAt(i);
+    return out;
+  }
+
+  async function sha256Hex(bytes) {
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+    return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  /** Image type from the bytes themselves (the page's Content-Type may lie). */
+  function sniffMime(bytes) {
+    if (bytes.length >= 8 && bytes[0] === 0x89 && bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47) return "image/png";
+    if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return "image/jpeg";
+    if (bytes.length >= 12 && String.fromCharCode(...bytes.subarray(0, 4)) === "RIFF" && String.fromCharCode(...bytes.subarray(8, 12)) === "WEBP") return "image/webp";
+    return null;
+  }
+
+  return {
+    VERSION,
+    AGENT,
+    TASK_ERROR_KINDS,
+    TAB_HEALTH,
+    ID_PATTERN,
+    TASK_PATTERN,
+    clip,
+    safeId,
+    hello,
+    heartbeat,
+    bye,
+    progress,
+    status,
+    resultAnnouncement,
+    taskError,
+    imageFrame,
+    parse,
+    bytesToBase64,
+    base64ToBytes,
+    sha256Hex,
+    sniffMime,
+  };
+});
