@@ -1,0 +1,195 @@
+"use strict";
+// Unit tests of lib/inflight.js: run with `node --test extension/tests/`.
+
+const test = require("node:test");
+const assert = require("node:assert/strict");
+const path = require("node:path");
+
+const I = require(path.join(__dirname, "..", "lib", "inflight.js"));
+
+const ASSIGN = { v: 1, type: "assign", task_id: "17", attempt: 2, prompt: "a red fox", deadline: 1900000000, metadata: { job_id: "j1", chapter: 3, page: 4 } };
+
+function taskAt(stage, extra = {}) {
+  return { ...I.taskFromAssign(ASSIGN, 1000), stage, ...extra };
+}
+
+function record(extra = {}) {
+  return { ...I.emptySlot(1, "ext-x-1"), ...extra };
+}
+
+test("emptySlot and attemptKey", () => {
+  assert.deepEqual(I.emptySlot(3, "ext-x-3"), { slot: 3, workerId: "ext-x-3", tabId: null, task: null, unacked: [], sequence: null, updatedAt: 0 });
+  assert.equal(I.attemptKey("17", 2), "17#2");
+});
+
+test("taskFromAssign: starts accepted, in a new chat, nothing captured", () => {
+  const t = I.taskFromAssign(ASSIGN, 1234);
+  assert.equal(t.task_id, "17");
+  assert.equal(t.attempt, 2);
+  assert.equal(t.prompt, "a red fox");
+  assert.equal(t.deadline, 1900000000);
+  assert.deepEqual(t.metadata, { job_id: "j1", chapter: 3, page: 4 });
+  assert.equal(t.stage, "accepted");
+  assert.equal(t.assigned_at, 1234);
+  assert.equal(t.new_chat, true);
+  assert.equal(t.captured, false);
+  assert.equal(t.cancelled, false);
+  assert.equal(t.conversation_url, null);
+  assert.deepEqual(I.taskFromAssign({ ...ASSIGN, metadata: undefined }, 0).metadata, {});
+});
+
+test("promptSent: from submitted on", () => {
+  const sent = I.STAGE_ORDER.map((s) => [s, I.promptSent(taskAt(s))]);
+  assert.deepEqual(sent, [
+    ["accepted", false],
+    ["navigating", false],
+    ["running", false],
+    ["typing", false],
+    ["submitted", true],
+    ["generating", true],
+    ["downloading", true],
+    ["captured", true],
+  ]);
+});
+
+test("advance moves forward, never backward, and always merges fields", () => {
+  const t = taskAt("generating");
+  const late = I.advance(t, "typing", { conversation_url: "https://chatgpt.com/c/1" });
+  assert.equal(late.stage, "generating");
+  assert.equal(late.conversation_url, "https://chatgpt.com/c/1");
+  assert.equal(I.advance(t, "generating").stage, "generating");
+  assert.equal(I.advance(t, "downloading").stage, "downloading");
+  assert.equal(I.advance(t, "captured", { captured: true }).captured, true);
+  assert.equal(I.advance(t, "no-such-stage").stage, "generating");
+  assert.equal(t.stage, "generating", "the input is not mutated");
+  // every pair of stages
+  for (const a of I.STAGE_ORDER) {
+    for (const b of I.STAGE_ORDER) {
+      const want = I.STAGE_ORDER.indexOf(b) > I.STAGE_ORDER.indexOf(a) ? b : a;
+      assert.equal(I.advance(taskAt(a), b).stage, want, `${a} → ${b}`);
+    }
+  }
+});
+
+test("holding: unacked outcomes then the current task, deduplicated, string ids", () => {
+  const r = record({
+    task: taskAt("generating"),
+    unacked: [
+      { task_id: "9", attempt: 1, kind: "image", key: "9#1" },
+      { task_id: 17, attempt: 2, kind: "error", key: "17#2" },
+      { task_id: "9", attempt: 1, kind: "image", key: "9#1" },
+    ],
+  });
+  assert.deepEqual(I.holding(r), [
+    { task_id: "9", attempt: 1 },
+    { task_id: "17", attempt: 2 },
+  ]);
+});
+
+test("holding: a cancelled task is not held, its stored outcome is", () => {
+  assert.deepEqual(I.holding(record({ task: taskAt("typing", { cancelled: true }) })), []);
+  const r = record({ task: taskAt("captured", { cancelled: true }), unacked: [{ task_id: "17", attempt: 2, kind: "image", key: "k" }] });
+  assert.deepEqual(I.holding(r), [{ task_id: "17", attempt: 2 }]);
+});
+
+test("holding: empty record, missing unacked, and the 64 cap", () => {
+  assert.deepEqual(I.holding(record()), []);
+  assert.deepEqual(I.holding({ task: taskAt("accepted") }), [{ task_id: "17", attempt: 2 }]);
+  const unacked = Array.from({ length: 80 }, (_, i) => ({ task_id: String(i), attempt: 1, kind: "image", key: `${i}#1` }));
+  const held = I.holding(record({ unacked, task: taskAt("accepted") }));
+  assert.equal(held.length, 64);
+});
+
+test("sequenceKey: explicit sequence, job/chapter/page, none", () => {
+  assert.equal(I.sequenceKey({ sequence: "abc", job_id: "j" }), "seq:abc");
+  assert.equal(I.sequenceKey({ sequence: 0 }), "seq:0");
+  assert.equal(I.sequenceKey({ job_id: "j1", chapter: 3, page: 4 }), "j1|3|4");
+  assert.equal(I.sequenceKey({ job_id: "j1", chapter: 0 }), "j1|0|");
+  assert.equal(I.sequenceKey({ job_id: "j1" }), "j1||");
+  assert.equal(I.sequenceKey({ chapter: 1 }), null);
+  assert.equal(I.sequenceKey({}), null);
+  assert.equal(I.sequenceKey(null), null);
+  assert.equal(I.sequenceKey(undefined), null);
+  assert.notEqual(I.sequenceKey({ job_id: "j1", chapter: 1, page: 2 }), I.sequenceKey({ job_id: "j1", chapter: 1, page: 3 }));
+});
+
+test("chatPlan: per_task always starts a new chat", () => {
+  const r = record({ sequence: { key: "j1|3|4", url: "https://chatgpt.com/c/seq" } });
+  assert.deepEqual(I.chatPlan("per_task", r, taskAt("accepted")), { newChat: true, url: null });
+  assert.deepEqual(I.chatPlan(undefined, r, taskAt("accepted")), { newChat: true, url: null });
+});
+
+test("chatPlan: per_sequence reuses the sequence's conversation only for the same key", () => {
+  const r = record({ sequence: { key: "j1|3|4", url: "https://chatgpt.com/c/seq" } });
+  assert.deepEqual(I.chatPlan("per_sequence", r, taskAt("accepted")), { newChat: false, url: "https://chatgpt.com/c/seq", key: "j1|3|4" });
+  const other = taskAt("accepted", { metadata: { job_id: "j1", chapter: 3, page: 5 } });
+  assert.deepEqual(I.chatPlan("per_sequence", r, other), { newChat: true, url: null, key: "j1|3|5" });
+  // no conversation yet for this sequence
+  assert.deepEqual(I.chatPlan("per_sequence", record({ sequence: { key: "j1|3|4", url: null } }), taskAt("accepted")), { newChat: true, url: null, key: "j1|3|4" });
+  assert.deepEqual(I.chatPlan("per_sequence", record(), taskAt("accepted")), { newChat: true, url: null, key: "j1|3|4" });
+  // a task with no sequence metadata never joins a conversation
+  const loose = taskAt("accepted", { metadata: {} });
+  assert.deepEqual(I.chatPlan("per_sequence", record({ sequence: { key: null, url: "https://chatgpt.com/c/x" } }), loose), { newChat: true, url: null, key: null });
+});
+
+test("recoveryPlan: no task, captured, cancelled", () => {
+  assert.equal(I.recoveryPlan(null, null, true), "none");
+  assert.equal(I.recoveryPlan(taskAt("captured", { captured: true }), null, false), "resend");
+  assert.equal(I.recoveryPlan(taskAt("captured", { captured: true, cancelled: true }), null, true), "resend");
+  assert.equal(I.recoveryPlan(taskAt("generating", { cancelled: true }), { task_id: "17", attempt: 2 }, true), "drop");
+});
+
+test("recoveryPlan: the page still works on it → wait", () => {
+  const page = { task_id: "17", attempt: 2, stage: "generating" };
+  for (const stage of ["running", "typing", "submitted", "generating", "downloading"]) {
+    assert.equal(I.recoveryPlan(taskAt(stage), page, true), "wait", stage);
+  }
+  // a different attempt in the page is not ours
+  assert.equal(I.recoveryPlan(taskAt("typing"), { task_id: "17", attempt: 1 }, true), "rerun");
+  assert.equal(I.recoveryPlan(taskAt("typing"), { task_id: "18", attempt: 2 }, true), "rerun");
+  // a dead tab cannot be working on it
+  assert.equal(I.recoveryPlan(taskAt("typing"), page, false), "rerun_new_tab");
+});
+
+test("recoveryPlan: the prompt never left → rerun (in a new tab when the old one is gone)", () => {
+  for (const stage of ["accepted", "navigating", "running", "typing"]) {
+    assert.equal(I.recoveryPlan(taskAt(stage), null, true), "rerun", stage);
+    assert.equal(I.recoveryPlan(taskAt(stage), null, false), "rerun_new_tab", stage);
+  }
+});
+
+test("recoveryPlan: the prompt was sent → resume its conversation, never pay twice", () => {
+  const url = "https://chatgpt.com/c/abc";
+  for (const stage of ["submitted", "generating", "downloading"]) {
+    assert.equal(I.recoveryPlan(taskAt(stage, { conversation_url: url }), null, true), "resume", stage);
+    assert.equal(I.recoveryPlan(taskAt(stage, { conversation_url: url }), null, false), "resume", stage);
+    assert.equal(I.recoveryPlan(taskAt(stage), null, true), "give_back", stage);
+    assert.equal(I.recoveryPlan(taskAt(stage), null, false), "give_back", stage);
+    assert.notEqual(I.recoveryPlan(taskAt(stage), null, true), "rerun");
+  }
+});
+
+test("acknowledge drops the outcome and clears the matching task", () => {
+  const r = record({
+    task: taskAt("captured", { captured: true }),
+    unacked: [
+      { task_id: "9", attempt: 1, kind: "image", key: "9#1" },
+      { task_id: "17", attempt: 2, kind: "image", key: "17#2" },
+    ],
+  });
+  const after = I.acknowledge(r, 17, 2);
+  assert.equal(after.task, null);
+  assert.deepEqual(after.unacked, [{ task_id: "9", attempt: 1, kind: "image", key: "9#1" }]);
+  assert.equal(r.unacked.length, 2, "the input is not mutated");
+  assert.ok(r.task);
+
+  const other = I.acknowledge(r, "9", 1);
+  assert.equal(other.task, r.task, "a different attempt's ack keeps the task in hand");
+  assert.deepEqual(other.unacked.map((u) => u.key), ["17#2"]);
+
+  const wrongAttempt = I.acknowledge(r, "17", 1);
+  assert.equal(wrongAttempt.task, r.task);
+  assert.equal(wrongAttempt.unacked.length, 2);
+
+  assert.deepEqual(I.acknowledge({ slot: 1, task: null }, "1", 1), { slot: 1, task: null, unacked: [] });
+});
