@@ -152,6 +152,16 @@
   }
 
   /**
+   * A turn's text as classified: rendered text (innerText keeps the breaks between blocks,
+   * where textContent would glue "failed" and "Try again" into "failedTry again") without the
+   * screen-reader heading "ChatGPT said:".
+   */
+  function turnText(turn) {
+    const rendered = typeof turn.innerText === "string" && turn.innerText.trim() ? turn.innerText : turn.textContent || "";
+    return rendered.replace(/^\s*(?:ChatGPT|You) said:\s*/i, "");
+  }
+
+  /**
    * The first recognised message among the texts of the new assistant turns, as
    * PageMessages.classify returns it, or null.
    */
@@ -209,6 +219,7 @@
     paragraphsHtml,
     healthFrom,
     classifyTurnTexts,
+    turnText,
     runDeadline,
     sniffImageMime,
     bytesToBase64,
@@ -556,7 +567,7 @@
       // Messages: only assistant turns that are new since the send, only inside main.
       if (now < ignoreMessagesUntil) return null;
       const newTurns = turnsOf("assistantTurn").slice(run.assistantTurnsBefore);
-      const texts = newTurns.map((turn) => turn.textContent || "");
+      const texts = newTurns.map(turnText);
       const result = classifyTurnTexts(texts, now);
       if (!result) {
         message = null;
@@ -712,7 +723,7 @@
       const kind = error instanceof RunError ? error.kind : "page_error";
       const text = error instanceof RunError ? error.message : `Driver error: ${error && error.message}`;
       if (!(error instanceof RunError)) console.error("[NovelGen]", error);
-      done = { outcome: "error", kind, message: text.slice(0, PageMessages.MAX_MESSAGE_LENGTH) };
+      done = { outcome: "error", kind, message: PageMessages.truncate(text) };
       if (kind === "rate_limited" && typeof error.retryAfter === "number") done.retry_after = error.retryAfter;
       if (kind === "login_required" || kind === "page_error") reportHealth(false);
     }

@@ -181,8 +181,13 @@
 
   const PLAN_NAME = /\b(free|plus|team|pro|enterprise|edu|business|go)\s+plan\b/i;
 
-  function truncate(text) {
-    return text.length > MAX_MESSAGE_LENGTH ? `${text.slice(0, MAX_MESSAGE_LENGTH - 1)}…` : text;
+  /** Cuts to `max` UTF-16 units without splitting a surrogate pair (the hub refuses halves). */
+  function truncate(text, max = MAX_MESSAGE_LENGTH) {
+    if (text.length <= max) return text;
+    let end = max - 1;
+    const last = text.charCodeAt(end - 1);
+    if (last >= 0xd800 && last <= 0xdbff) end -= 1;
+    return `${text.slice(0, end)}…`;
   }
 
   /** What `text` means; `now` (ms or Date, default Date.now()) anchors clock times. */
@@ -207,6 +212,7 @@
     MAX_MESSAGE_LENGTH,
     MAX_RETRY_AFTER_SECONDS,
     normalize,
+    truncate,
     parseDuration,
     parseClockTime,
     parseRetryAfter,

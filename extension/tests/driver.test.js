@@ -3,7 +3,7 @@ const test = require("node:test");
 const assert = require("node:assert/strict");
 const Driver = require("../content/driver.js");
 
-const { imageIdFromSrc, conversationUrlFrom, decideCompletion, typingStrategies, comparableText, paragraphsHtml, healthFrom, classifyTurnTexts, runDeadline, sniffImageMime, bytesToBase64 } = Driver;
+const { turnText, imageIdFromSrc, conversationUrlFrom, decideCompletion, typingStrategies, comparableText, paragraphsHtml, healthFrom, classifyTurnTexts, runDeadline, sniffImageMime, bytesToBase64 } = Driver;
 const { SETTLE_MS, BUSY_GRACE_MS } = Driver.constants;
 
 test("image ids: the estuary URL's id= parameter", () => {
@@ -197,4 +197,10 @@ test("image bytes: MIME sniffing and base64", () => {
   assert.equal(sniffImageMime(Uint8Array.from(Buffer.from("<html>"))), null);
   const bytes = new Uint8Array(100000).map((_, i) => (i * 7) % 256);
   assert.equal(bytesToBase64(bytes), Buffer.from(bytes).toString("base64"));
+});
+
+test("turn text: rendered text without the screen-reader heading", () => {
+  assert.equal(turnText({ innerText: "ChatGPT said:\nImage generation failed\nTry again", textContent: "x" }), "Image generation failed\nTry again");
+  assert.equal(turnText({ innerText: "", textContent: "ChatGPT said:I can't help with that." }), "I can't help with that.");
+  assert.equal(turnText({ textContent: "Here it is" }), "Here it is");
 });

@@ -224,3 +224,11 @@ test("classify without now uses the current time for clock times", () => {
   assert.equal(result.kind, "rate_limited");
   assert.ok(result.retryAfterSeconds > 0 && result.retryAfterSeconds <= 24 * H);
 });
+
+test("truncation never splits a surrogate pair", () => {
+  const text = "a".repeat(PageMessages.MAX_MESSAGE_LENGTH - 2) + "\u{1F600}".repeat(5);
+  const cut = PageMessages.truncate(text);
+  assert.ok(cut.length <= PageMessages.MAX_MESSAGE_LENGTH);
+  assert.doesNotMatch(cut, /[\uD800-\uDBFF](?![\uDC00-\uDFFF])/);
+  assert.equal(PageMessages.truncate("short"), "short");
+});
