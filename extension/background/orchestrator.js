@@ -702,6 +702,11 @@
       this.stopped = false;
     }
 
+    /** Stored settings that do not validate (edited by hand): shown, never connected with. */
+    get settingsError() {
+      return (this.settings && this.settings.error) || null;
+    }
+
     accountId() {
       const { protocol } = this.lib;
       return protocol.safeId(this.settings.accountId, `chrome-${this.installId}`);
@@ -717,7 +722,7 @@
     }
 
     paired() {
-      return !!(this.settings.token && this.settings.hubUrl);
+      return !!(this.settings.token && this.settings.hubUrl) && !this.settingsError;
     }
 
     /** Tabs open 2 s apart: a burst of page loads looks like a bot and spikes memory. */
@@ -917,7 +922,13 @@
         tabId = tabs.length ? tabs[0].id : null;
       }
       if (tabId == null) return { ok: false, error: "no ChatGPT tab is open" };
-      const result = await withTimeout(this.chrome.tabs.sendMessage(tabId, { type: "ng.selfTest" }), PING_TIMEOUT_MS, "self-test");
+      let result;
+      try {
+        result = await withTimeout(this.chrome.tabs.sendMessage(tabId, { type: "ng.selfTest" }), PING_TIMEOUT_MS, "self-test");
+      } catch (err) {
+        return { ok: false, error: `the ChatGPT tab did not answer the self-test: ${err.message}` };
+      }
+      if (!result || !result.results) return { ok: false, error: "the ChatGPT tab gave no self-test result" };
       const record = { ts: Date.now(), url: result.url, results: result.results };
       await this.store.setValue("selfTest", record, { warm: false });
       return { ok: true, ...record };
@@ -943,7 +954,15 @@
       else if (slots.some((s) => s.connection === "connecting")) state = "connecting";
       if (!detail) detail = slots.map((s) => s.detail).filter(Boolean)[0] || "";
       if (this.cooldownUntil > Date.now()) detail = `rate limited: cooling down until ${new Date(this.cooldownUntil).toLocaleTimeString()}` + (detail ? `; ${detail}` : "");
-      return { state, hub: this.settings.hubUrl, detail, since: Date.now(), instance_id: this.instanceId, slots };
+      if (this.settingsError) {
+        state = "error";
+        detail = this.settingsError;
+      }
+      if (state !== this.lastState) {
+        this.lastState = state;
+        this.stateSince = Date.now();
+      }
+      return { state, hub: this.settings.hubUrl, detail, since: this.stateSince, instance_id: this.instanceId, slots };
     }
   }
 

@@ -39,11 +39,17 @@ async function ensureKeepaliveAlarm() {
   if (!existing) await chrome.alarms.create(KEEPALIVE_ALARM, { periodInMinutes: KEEPALIVE_MINUTES });
 }
 
+/**
+ * The stored settings, validated. A missing token only means "not paired yet"; any other
+ * error (settings edited by hand, a hub URL that is no longer allowed) is reported as the
+ * connection state instead of connecting somewhere the user did not choose.
+ */
 async function loadSettings(store) {
   const stored = await store.getValue(NovelGenSettings.STORAGE_KEY || "settings");
   const { settings, errors } = NovelGenSettings.validateSettings({ ...NovelGenSettings.DEFAULT_SETTINGS, ...(stored || {}) });
-  for (const e of errors) if (e.field !== "token") log(`settings: ${e.field}: ${e.message}`);
-  return settings;
+  const serious = errors.filter((e) => !(e.field === "token" && !settings.token));
+  for (const e of serious) log(`settings: ${e.field}: ${e.message}`);
+  return { ...settings, error: serious.length ? `settings: ${serious.map((e) => `${e.field}: ${e.message}`).join(" ")}` : null };
 }
 
 async function installId(store) {

@@ -153,8 +153,7 @@
       ]) {
         try {
           const value = await read();
-          if (value) found.push(value);
-          if (value && name === "session") break; // the warm copy is written last: newest
+          if (value) found.push(value); // the newest copy wins: a failed write leaves one stale
         } catch (err) {
           log(`reading slot ${slot} from ${name}: ${err && err.message ? err.message : err}`);
         }
@@ -187,8 +186,9 @@
     const getImage = (key) => idb.get("images", key);
     const deleteImage = (key) => idb.delete("images", key);
 
-    /** Images that no slot record refers to any more (acked, or of slots since removed). */
-    let referencedKeys = async () => new Set();
+    /** Images that no slot record refers to any more (acked, or of slots since removed).
+     * Until the owner says which images it still needs, nothing is pruned. */
+    let referencedKeys = async () => null;
     function setReferencedKeys(fn) {
       referencedKeys = fn;
     }
@@ -196,6 +196,7 @@
     async function pruneImages() {
       let freed = 0;
       const keep = await referencedKeys();
+      if (!keep) return 0;
       for (const key of await idb.keys("images")) {
         if (!keep.has(key)) {
           await idb.delete("images", key);

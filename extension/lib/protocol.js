@@ -21,7 +21,11 @@
 
   function clip(text, max = MAX_TEXT) {
     const s = String(text == null ? "" : text);
-    return s.length <= max ? s : s.slice(0, max - 1) + "…";
+    if (s.length <= max) return s;
+    let cut = s.slice(0, max - 1);
+    // Never leave half of a surrogate pair: the hub refuses lone surrogates (bad_field).
+    if (/[\uD800-\uDBFF]$/.test(cut)) cut = cut.slice(0, -1);
+    return cut + "…";
   }
 
   function frame(type, fields) {
@@ -103,7 +107,7 @@
       mime: MIMES.includes(meta.mime) ? meta.mime : "image/png",
       encoding: "binary",
       conversation_url: validUrl(meta.conversation_url),
-      image_id: meta.image_id ? String(meta.image_id).slice(0, 256) : undefined,
+      image_id: meta.image_id ? clip(meta.image_id, 256) : undefined,
       width: dims(meta.width),
       height: dims(meta.height),
       elapsed: typeof meta.elapsed === "number" ? Math.max(0, Math.min(604800, meta.elapsed)) : undefined,

@@ -95,7 +95,6 @@ test("clip: short text untouched, long text ends with an ellipsis at exactly max
 
 test(
   "clip never cuts a surrogate pair in half (the hub refuses lone surrogates)",
-  { todo: "clip() slices UTF-16 code units; an emoji at the cut leaves a lone high surrogate" },
   () => {
     const text = "x".repeat(4094) + "\u{1F600}" + "tail";
     const out = P.clip(text);

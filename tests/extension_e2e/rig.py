@@ -29,7 +29,7 @@ from novelgen_desktop.protocol import messages as m
 from novelgen_desktop.server.hub import Hub
 from novelgen_desktop.server.pairing import SHIPPED_EXTENSION_ID
 from tests.fixtures.chatgpt import FakeChatGPT
-from tests.server.server_testkit import TOKEN, JobClient, start_service_hub
+from tests.server.server_testkit import TOKEN, JobClient, heartbeat_text, start_service_hub
 
 REPO = Path(__file__).resolve().parents[2]
 EXTENSION_DIR = REPO / "extension"
@@ -191,15 +191,24 @@ async def run_job(
     async with JobClient.connect(rig.hub_url) as client:
         submitted = await client.submit("e2e", prompts)
         await client.subscribe(submitted.job_id, interval=0.5)
-        side = asyncio.create_task(during()) if during is not None else None
+        sides = [asyncio.create_task(keep_alive(client))]
+        if during is not None:
+            sides.append(asyncio.create_task(during()))
         try:
             final = await client.progress_until(submitted.job_id, states, timeout=timeout)
         finally:
-            if side is not None:
+            for side in sides:
                 side.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await side
         return final
+
+
+async def keep_alive(client: JobClient) -> None:
+    """A client must send a data message every < 20 s too, or the hub drops it after 45 s."""
+    while True:
+        await asyncio.sleep(10)
+        await client.ws.send(heartbeat_text())
 
 
 def job_outputs(data_dir: Path, job_id: str) -> dict[str, Any]:
