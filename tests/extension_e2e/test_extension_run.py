@@ -68,7 +68,9 @@ def _assert_images_match_site(rig: BrowserRig, job_id: str) -> None:
 def test_thirty_prompts_over_three_tabs_survive_service_worker_stops(tmp_path: Path) -> None:
     """30 prompts, 3 tabs, the service worker stopped through CDP every few seconds: 30 images
     with the right names, none twice, and no prompt sent to ChatGPT twice."""
-    prompts = [f"Page {i // 6 + 1}, panel {i % 6 + 1}: the keeper's lamp, scene {i}" for i in range(30)]
+    prompts = [
+        f"Page {i // 6 + 1}, panel {i % 6 + 1}: the keeper's lamp, scene {i}" for i in range(30)
+    ]
     stops: list[float] = []
 
     async def scenario() -> None:
@@ -93,11 +95,15 @@ def test_thirty_prompts_over_three_tabs_survive_service_worker_stops(tmp_path: P
                 _assert_images_match_site(rig, final.job_id)
                 # Quota: every prompt reached ChatGPT exactly once.
                 sent = Counter(r.prompt for r in site.requests if r.action == "send")
-                assert all(sent[p] == 1 for p in prompts), {p: sent[p] for p in prompts if sent[p] != 1}
+                assert all(sent[p] == 1 for p in prompts), {
+                    p: sent[p] for p in prompts if sent[p] != 1
+                }
                 # The hub saw the restarts: new instance ids under the same worker ids.
                 restarts = sum(w.restarts for w in rig.workers())
                 assert len(stops) >= 5, stops
-                assert restarts >= 5, f"{restarts} restart(s) seen by the hub after {len(stops)} stops"
+                assert restarts >= 5, (
+                    f"{restarts} restart(s) seen by the hub after {len(stops)} stops"
+                )
                 assert len(rig.workers()) == 3  # the same three worker ids throughout
 
     asyncio.run(scenario())
@@ -113,7 +119,9 @@ def test_a_tab_closed_mid_task_has_its_task_finished_elsewhere(tmp_path: Path) -
                 closed: list[int] = []
 
                 async def close_the_busy_tab() -> None:
-                    await wait_until(lambda: bool(site.requests_for("SLOW-ONE")), 60, "the slow prompt")
+                    await wait_until(
+                        lambda: bool(site.requests_for("SLOW-ONE")), 60, "the slow prompt"
+                    )
                     status = (await rig.extension_status())["status"]
                     busy = [s for s in status["slots"] if s["busy"] and s["task_id"] is not None]
                     slow_task = _task_id_of(rig, "SLOW-ONE")
@@ -162,7 +170,9 @@ def test_a_rate_limit_cools_the_account_down_until_the_announced_reset(tmp_path:
             async with browser_rig(tmp_path, site) as rig:
                 await rig.configure(tabs=1)
                 await rig.wait_connected(1, timeout=60)
-                final = await run_job(rig, ["LIMIT first panel", "second panel", "third panel"], timeout=150)
+                final = await run_job(
+                    rig, ["LIMIT first panel", "second panel", "third panel"], timeout=150
+                )
                 report = job_outputs(rig.data_dir, final.job_id)
                 assert final.state == "finished" and report["done"] == 3, dump(report)
                 limited = [r for r in site.requests if r.behaviour == "rate_limit"]
@@ -230,14 +240,18 @@ def test_a_logged_out_page_pauses_the_worker_with_login_required(tmp_path: Path)
                     site.set_mode("normal")
                     # The author logs in again: the tab reloads and the worker says hello.
                     tabs = [s["tab_id"] for s in (await rig.extension_status())["status"]["slots"]]
-                    await rig.evaluate("(ids) => Promise.all(ids.map((id) => chrome.tabs.reload(id)))", tabs)
+                    await rig.evaluate(
+                        "(ids) => Promise.all(ids.map((id) => chrome.tabs.reload(id)))", tabs
+                    )
 
                 async with _client(rig) as client:
                     submitted = await client.submit("e2e", ["behind the login"])
                     await client.subscribe(submitted.job_id, interval=0.3)
                     beat = asyncio.create_task(keep_alive(client))
                     side = asyncio.create_task(log_back_in())
-                    final = await client.progress_until(submitted.job_id, ("finished",), timeout=120)
+                    final = await client.progress_until(
+                        submitted.job_id, ("finished",), timeout=120
+                    )
                     await side
                     beat.cancel()
                     # While logged out the hub reported the worker as needing a login.
