@@ -25,7 +25,10 @@ def positive_int(text: str) -> int:
 def tab_count(text: str) -> int:
     """Tabs per browser: ChatGPT shares one quota per account, so more than 10 only adds
     memory pressure."""
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0  # "abc": the same message as for 0 or 11, not "invalid tab_count value"
     if not 1 <= value <= 10:
         raise argparse.ArgumentTypeError(f"expected 1 to 10 tabs, got {text}")
     return value

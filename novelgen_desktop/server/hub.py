@@ -96,6 +96,7 @@ class Session:
         self.hello: Hello | None = None
         self.worker: RemoteWorker | None = None
         self.client: ClientRequests | None = None
+        self.browser_worker = False  # past welcome as a worker: configure_browsers reaches it
         self.receiver = ImageReceiver()
         self.last_received = time.monotonic()
         self.last_sent = time.monotonic()
@@ -196,8 +197,13 @@ class Session:
         if not await self.send(welcome):
             return False
         if hello.role is Role.WORKER:
-            if hub.browser_config is not None:
-                await self.send(hub.browser_config)
+            # No await between reading the settings and joining configure_browsers' list:
+            # a change made while this worker attaches (e.g. while its older connection is
+            # still closing) reaches it as well.
+            self.browser_worker = True
+            config = hub.browser_config
+            if config is not None:
+                await self.send(config)
             await hub._attach_worker(self, hello)
         elif hub.service is not None:
             from novelgen_desktop.server.clients import (  # noqa: PLC0415 - clients only
@@ -531,9 +537,9 @@ class Hub:
         """New settings for the browsers behind the workers: kept for every worker that
         connects from now on, and sent to those connected now."""
         self.browser_config = config
-        for session in list(self.sessions):
-            if session.worker is not None:
-                await session.send(config)
+        # Concurrently: one connection stuck in its closing handshake must not hold up
+        # the others.
+        await asyncio.gather(*(s.send(config) for s in list(self.sessions) if s.browser_worker))
 
     def connected_workers(self) -> list[RemoteWorker]:
         return [w for w in self.workers.values() if w.connected]
