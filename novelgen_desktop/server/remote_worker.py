@@ -73,6 +73,7 @@ class RemoteWorker:
         self.last_status: Status | None = None
         self.instance_id: str | None = None
         self.restarts = 0  # reconnections under a new instance id
+        self._said_goodbye = False  # the last connection ended with a bye other than restart
         self.connections = 0
         self._detached_at: float | None = None
         self._grace_timer: asyncio.TimerHandle | None = None
@@ -138,8 +139,8 @@ class RemoteWorker:
         ``restart_grace`` since the connection dropped."""
         if self.session is not None:
             return True
-        if self._is_stopping():
-            return False
+        if self._is_stopping() or self._said_goodbye:
+            return False  # it said it is not coming back; a new hello adds it to the run again
         loop = asyncio.get_running_loop()
         dropped = self._detached_at if self._detached_at is not None else loop.time()
         remaining = dropped + self.restart_grace - loop.time()
@@ -167,6 +168,7 @@ class RemoteWorker:
         self.connections += 1
         self.last_status = None  # a new connection reports its own health
         self._detached_at = None
+        self._said_goodbye = False
         if self._grace_timer is not None:
             self._grace_timer.cancel()
             self._grace_timer = None
@@ -185,6 +187,7 @@ class RemoteWorker:
         if self.session is not session:
             return  # an older, replaced connection
         self.session = None
+        self._said_goodbye = not coming_back
         self._attached.clear()
         loop = asyncio.get_running_loop()
         self._detached_at = loop.time()

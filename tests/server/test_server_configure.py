@@ -211,11 +211,6 @@ def test_bye_other_than_restart_gives_the_attempt_back_at_once(tmp_path: Path, r
     assert rows[1][3] == "done"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after bye tab_closed the engine's loop for that worker still waits in "
-    "RemoteWorker.restart() for restart_grace, so the finished job drains for stop_grace",
-)
 def test_job_finishes_promptly_after_a_tab_closed_mid_task(tmp_path: Path) -> None:
     async def scenario() -> None:
         run = replace(FAST_RUN_SETTINGS, stop_grace=6.0)
