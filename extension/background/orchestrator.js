@@ -237,6 +237,7 @@
       this.setHealth("loading", "opening a ChatGPT tab");
       const tab = await chrome.tabs.create({ url: CHATGPT_URL, pinned: true, active: false });
       await chrome.tabs.update(tab.id, { autoDiscardable: false }).catch(() => {});
+      this.tabOpenedAt = Date.now();
       this.orch.tabToSlot.set(tab.id, this);
       await this.update((r) => ({ ...r, tabId: tab.id }));
       this.log(`opened tab ${tab.id}`);
@@ -664,6 +665,7 @@
         slot: this.n,
         worker_id: this.workerId,
         tab_id: this.tabId,
+        tab_opened_at: this.tabOpenedAt || null,
         health: this.health,
         busy: this.busy,
         task_id: task ? task.task_id : null,

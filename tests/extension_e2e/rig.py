@@ -66,9 +66,38 @@ class BrowserRig:
     hub: Hub
     hub_url: str
     data_dir: Path
-    context: Any  # playwright BrowserContext
-    cdp: Any  # a CDP session on a helper page, for ServiceWorker.*
+    playwright: Any
+    profile: Path
+    extension: Path
+    context: Any = None  # playwright BrowserContext
+    cdp: Any = None  # a CDP session on a helper page, for ServiceWorker.*
     log: list[str] = field(default_factory=list)
+
+    async def launch(self) -> None:
+        """Start Chromium on this rig's profile (again, after :meth:`quit_browser`)."""
+        self.context = await self.playwright.chromium.launch_persistent_context(
+            str(self.profile),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[
+                *CHROMIUM_FLAGS,
+                *self.site.chromium_args(),
+                f"--disable-extensions-except={self.extension}",
+                f"--load-extension={self.extension}",
+            ],
+        )
+        if not self.context.service_workers:
+            await self.context.wait_for_event("serviceworker", timeout=15000)
+        page = self.context.pages[0] if self.context.pages else await self.context.new_page()
+        self.cdp = await self.context.new_cdp_session(page)
+        await self.cdp.send("ServiceWorker.enable")
+
+    async def quit_browser(self) -> None:
+        """The author quits Chromium (the profile, with the extension's storage, stays)."""
+        if self.context is not None:
+            with contextlib.suppress(Exception):
+                await self.context.close()
+            self.context = None
 
     @property
     def worker(self) -> Any:
@@ -150,30 +179,14 @@ async def browser_rig(
     # A private copy: Chromium writes nothing into it, but a test may patch files in it.
     ext = tmp_path / "extension"
     shutil.copytree(EXTENSION_DIR, ext, ignore=shutil.ignore_patterns("tests", "node_modules"))
-    profile = tmp_path / "profile"
     try:
         async with async_playwright() as pw:
-            context = await pw.chromium.launch_persistent_context(
-                str(profile),
-                executable_path=str(CHROMIUM),
-                headless=True,
-                args=[
-                    *CHROMIUM_FLAGS,
-                    *site.chromium_args(),
-                    f"--disable-extensions-except={ext}",
-                    f"--load-extension={ext}",
-                ],
-            )
+            rig = BrowserRig(site, service, hub, url, data_dir, pw, tmp_path / "profile", ext)
+            await rig.launch()
             try:
-                if not context.service_workers:
-                    await context.wait_for_event("serviceworker", timeout=15000)
-                page = context.pages[0] if context.pages else await context.new_page()
-                cdp = await context.new_cdp_session(page)
-                await cdp.send("ServiceWorker.enable")
-                yield BrowserRig(site, service, hub, url, data_dir, context, cdp)
+                yield rig
             finally:
-                with contextlib.suppress(Exception):
-                    await context.close()
+                await rig.quit_browser()
     finally:
         await hub.stop()
         await service.stop()
