@@ -516,6 +516,12 @@ class Hub:
             await old.close(CloseCode.REPLACED, "replaced")
         session.worker = worker
         worker.attach(session, hello)
+        log.info(
+            "worker %s connected (instance %s, session %s)",
+            hello.worker_id,
+            hello.instance_id,
+            session.session_id,
+        )
         if self.service is not None and not self._stopping:
             self.service.add_worker(worker)
         await self._notify()
@@ -523,6 +529,14 @@ class Hub:
     def _session_ended(self, session: Session) -> None:
         self.sessions.discard(session)
         if session.worker is not None:
+            # Observable from outside (benchmarks/extension_idle.py reads these lines).
+            log.info(
+                "worker %s disconnected (instance %s, session %s, close code %s)",
+                session.worker.worker_id,
+                session.hello.instance_id if session.hello is not None else None,
+                session.session_id,
+                session.ws.close_code,
+            )
             session.worker.detach(session, "connection lost")
             with contextlib.suppress(RuntimeError):
                 task = asyncio.get_running_loop().create_task(self._notify())
