@@ -77,10 +77,13 @@ class ProgressDisplay:
             self._progress.__exit__(None, None, None)
 
     def update(self, status: RunStatus) -> None:
-        line = status_line(status)
+        self.show(status.progress.done, status.progress.total, status_line(status))
+
+    def show(self, done: int, total: int, line: str) -> None:
+        """Draw ``line`` (a bar of ``done``/``total`` on a terminal); also for progress that
+        arrives from a hub as ``job_progress`` rather than from a runner in this process."""
         if self._progress is not None and self._task is not None:
-            p = status.progress
-            self._progress.update(self._task, total=p.total, completed=p.done, line=line)
+            self._progress.update(self._task, total=total, completed=done, line=line)
             return
         now = time.monotonic()
         if now - self._last_line >= self.line_interval:

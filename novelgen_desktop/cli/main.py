@@ -29,6 +29,7 @@ from novelgen_desktop.cli.hub_commands import (
     cmd_serve,
     cmd_sim_worker,
 )
+from novelgen_desktop.cli.submit_command import add_submit_commands, cmd_follow, cmd_submit
 from novelgen_desktop.engine.joblock import JobLock
 from novelgen_desktop.engine.jobs import JobOptions, create_job
 from novelgen_desktop.engine.model import JobState, TaskState
@@ -171,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("csv", "json"), default="csv")
     export.add_argument("--output", "-o", help="file to write (default: standard output)")
     add_hub_commands(commands)
+    add_submit_commands(commands)
     return parser
 
 
@@ -228,8 +230,9 @@ def _settings_from_args(args: argparse.Namespace, saved: dict[str, Any]) -> dict
 def _require_simulate(settings: dict[str, Any]) -> None:
     if not settings.get("simulate"):
         raise ConfigError(
-            "real ChatGPT workers connect through the browser extension and the hub, which "
-            "this build does not include yet; run with --simulate for simulated workers"
+            "without --simulate, images come from ChatGPT through the browser extension: "
+            "start `novelgen serve`, pair the extension (docs/extension.md), then "
+            "`novelgen submit FILE`"
         )
 
 
@@ -651,6 +654,8 @@ COMMANDS = {
     "serve": cmd_serve,
     "pair": cmd_pair,
     "sim-worker": cmd_sim_worker,
+    "submit": cmd_submit,
+    "follow": cmd_follow,
 }
 
 
