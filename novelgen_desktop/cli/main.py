@@ -557,7 +557,10 @@ def cmd_jobs(args: argparse.Namespace, paths: DataPaths) -> int:
     with _open(paths) as store:
         jobs = store.list_jobs()
         if not jobs:
-            print("no jobs yet; start one with: novelgen run FILE --simulate")
+            print(
+                "no jobs yet; start one with: novelgen run FILE --simulate, "
+                "or through ChatGPT: novelgen serve, then novelgen submit FILE"
+            )
         for job in jobs:
             counts = store.count_by_state(job.id)
             created = time.strftime("%Y-%m-%d %H:%M", time.localtime(job.created_at))
