@@ -5,5 +5,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 echo "== ruff" && .venv/bin/ruff check . && .venv/bin/ruff format --check .
 echo "== mypy" && .venv/bin/mypy
-echo "== node (extension unit tests)" && node --test extension/tests/
+echo "== node (extension unit tests)" && node --test --test-reporter=dot extension/tests/
 echo "== pytest" && .venv/bin/python -m pytest "$@"
