@@ -860,6 +860,8 @@
     async onHubBye(slot, msg) {
       slot.log(`the hub said bye (${msg.reason})`);
       if (msg.reason === "shutdown") {
+        // Do not knock again at once: the app is going away (a restart takes seconds).
+        if (slot.conn) slot.conn.failures = Math.max(slot.conn.failures, 4);
         // The desktop app is quitting: close this slot's tab cleanly; reconnect quietly and
         // reopen tabs when it is back.
         if (!slot.busy && slot.tabId != null) {

@@ -481,6 +481,10 @@ class Hub:
             return connection.respond(HTTPStatus.FORBIDDEN, "forbidden_origin\n")
         if not origin_allowed(origin, self.extension_ids):
             return connection.respond(HTTPStatus.FORBIDDEN, "forbidden_origin\n")
+        if self._stopping:
+            # A worker told "bye shutdown" that reconnects at once must not be welcomed (and
+            # handed the idea that the hub is up) by a hub that is closing.
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "shutting_down\n")
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:

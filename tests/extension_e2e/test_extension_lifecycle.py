@@ -99,7 +99,7 @@ def test_quitting_the_browser_mid_generation_resumes_without_sending_again(
     asyncio.run(scenario())
 
 
-def test_the_hub_shutting_down_closes_the_tabs_and_they_come_back_with_it(
+def test_the_hub_shutting_down_closes_the_tabs_and_the_extension_waits_for_it(
     tmp_path: Path,
 ) -> None:
     async def scenario() -> None:

@@ -72,6 +72,25 @@ def test_forbidden_origin_refused_at_handshake(origin: str) -> None:
     asyncio.run(scenario())
 
 
+def test_a_stopping_hub_refuses_new_connections_with_503() -> None:
+    """Between its ``bye shutdown`` and closing the listener, a stopping hub must not welcome
+    a worker that reconnected at once (it would open tabs for a hub about to vanish)."""
+
+    async def scenario() -> None:
+        hub = make_hub()
+        async with running(hub) as url:
+            hub._stopping = True  # what stop() sets first, before saying bye to anyone
+            try:
+                with pytest.raises(InvalidStatus) as info:
+                    async with connect(url, origin="chrome-extension://" + EXTENSION_ID):
+                        pass
+                assert info.value.response.status_code == 503
+            finally:
+                hub._stopping = False
+
+    asyncio.run(scenario())
+
+
 def test_paired_extension_origin_and_no_origin_accepted() -> None:
     async def scenario() -> None:
         async with running(make_hub()) as url:
