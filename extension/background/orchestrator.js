@@ -16,6 +16,7 @@
   const CHATGPT_URL = "https://chatgpt.com/";
   const TAB_OPEN_GAP_MS = 2000;
   const READY_TIMEOUT_MS = 60000;
+  const TAB_RETRY_MS = 60000;
   const PING_TIMEOUT_MS = 5000;
   const STATUS_MIN_GAP_MS = 5000;
   const RUN_ACCEPT_RETRIES = 5;
@@ -210,8 +211,40 @@
       }
     }
 
-    /** Open (or adopt) this slot's tab and wait until its content script says it is ready. */
-    async ensureTab() {
+    /**
+     * Open (or adopt) this slot's tab and wait until its content script says it is ready.
+     * Concurrent callers (the welcome, an assignment, a closed tab) share one attempt, so a
+     * slot never opens two tabs.
+     */
+    ensureTab() {
+      if (!this.tabPromise) {
+        this.tabPromise = this.openOrAdoptTab().finally(() => {
+          this.tabPromise = null;
+        });
+      }
+      return this.tabPromise;
+    }
+
+    /**
+     * ensureTab, retried for a while: a tab that cannot be opened right now (the browser is
+     * starting, its window is gone) is the extension's problem, not the task's, and must not
+     * burn the task's failure budget in a burst of instant errors.
+     */
+    async acquireTab() {
+      const giveUpAt = Date.now() + TAB_RETRY_MS;
+      for (let wait = 1000; ; wait = Math.min(wait * 2, 10000)) {
+        try {
+          if (!(await this.tabExists())) await this.ensureTab();
+          return;
+        } catch (err) {
+          this.setHealth("crashed", `cannot open a ChatGPT tab: ${err.message}`);
+          if (Date.now() + wait > giveUpAt) throw err;
+          await sleep(wait);
+        }
+      }
+    }
+
+    async openOrAdoptTab() {
       const chrome = this.orch.chrome;
       if (await this.tabExists()) {
         const pong = await this.ping().catch(() => null);
@@ -237,9 +270,8 @@
       this.setHealth("loading", "opening a ChatGPT tab");
       const tab = await chrome.tabs.create({ url: CHATGPT_URL, pinned: true, active: false });
       await chrome.tabs.update(tab.id, { autoDiscardable: false }).catch(() => {});
-      this.tabOpenedAt = Date.now();
       this.orch.tabToSlot.set(tab.id, this);
-      await this.update((r) => ({ ...r, tabId: tab.id }));
+      await this.update((r) => ({ ...r, tabId: tab.id, tabOpenedAt: Date.now() }));
       this.log(`opened tab ${tab.id}`);
       await this.waitReady(seen);
     }
@@ -331,8 +363,7 @@
       try {
         let task = this.record.task;
         if (!task || task.captured || task.cancelled) return;
-        if (!(await this.tabExists())) await this.ensureTab();
-        if (this.health === "loading") await this.waitReady(this.readyCount - 1).catch(() => {});
+        await this.acquireTab();
         let target = null;
         let newChat = true;
         if (resume && task.conversation_url) {
@@ -566,6 +597,7 @@
       const task = this.record.task;
       const details = [];
       if (this.healthDetail) details.push(this.healthDetail);
+      if (this.orch.selectorProblem) details.push(this.orch.selectorProblem);
       if (this.cooldownUntil > now) details.push(`cooling down until ${new Date(this.cooldownUntil).toISOString()}`);
       this.conn.send(
         this.orch.lib.protocol.status({
@@ -595,6 +627,7 @@
         const pong = await this.ping();
         this.pingFailures = 0;
         this.noteReady(pong);
+        this.sendStatus(); // a fresh memory figure for the hub, at the health-check pace
         const task = this.record.task;
         if (task && !task.captured && !task.cancelled && !this.running && (!pong.task || pong.task.task_id !== task.task_id)) {
           this.runTask({ resume: this.orch.lib.inflight.promptSent(task) });
@@ -665,7 +698,7 @@
         slot: this.n,
         worker_id: this.workerId,
         tab_id: this.tabId,
-        tab_opened_at: this.tabOpenedAt || null,
+        tab_opened_at: this.record.tabOpenedAt || null,
         health: this.health,
         busy: this.busy,
         task_id: task ? task.task_id : null,
@@ -676,6 +709,13 @@
         cooldown_until: this.cooldownUntil > Date.now() ? this.cooldownUntil : null,
       };
     }
+  }
+
+  /** `keys.sendButton[2]: <what is wrong>`, from validateTable's {key, index, message}. */
+  function describeTableError(e) {
+    if (typeof e === "string") return e;
+    if (e.key == null) return e.message;
+    return `keys.${e.key}${e.index != null ? `[${e.index}]` : ""}: ${e.message}`;
   }
 
   function sameUrl(a, b) {
@@ -835,14 +875,19 @@
         table = JSON.parse(text);
       } catch (err) {
         this.log(`the hub sent a selector table that is not JSON: ${err.message}`);
+        this.selectorProblem = `selector table refused: not JSON (${err.message})`;
         return { accepted: false, error: err.message };
       }
       const errors = tables.validateTable(table);
       if (errors.length) {
-        const detail = errors.map((e) => (typeof e === "string" ? e : JSON.stringify(e))).join("; ");
+        const detail = errors.map(describeTableError).join("; ");
         this.log(`refused the hub's selector table: ${detail}`);
+        // The author sees it in the hub's worker status, not only in the extension's log.
+        this.selectorProblem = `selector table version ${table && table.version} refused: ${detail}`;
+        for (const slot of this.slots.values()) slot.sendStatus(true);
         return { accepted: false, error: detail };
       }
+      this.selectorProblem = null;
       const current = await this.store.getValue("selectorTable");
       const currentVersion = Math.max((current && current.version) || 0, (tables.DEFAULT_TABLE && tables.DEFAULT_TABLE.version) || 0);
       if (table.version <= currentVersion && !(current && current.version === table.version)) {

@@ -794,6 +794,9 @@
           health: reportHealth(false),
           busy: Boolean(currentRun),
           task: currentRun ? { task_id: currentRun.task.task_id, attempt: currentRun.task.attempt, stage: currentRun.stage } : null,
+          // The tab's JS heap (the page and this script share the renderer's isolate): the
+          // service worker has no performance.memory, and the hub's status wants a figure.
+          memory: performance.memory ? performance.memory.usedJSHeapSize : undefined,
         });
         return;
       case "ng.run": {

@@ -3,7 +3,7 @@
 // these records (state_store.js) and acts on the plans returned here.
 //
 // Slot record (durable, written before each step):
-//   { slot, workerId, tabId, task, unacked, sequence, updatedAt }
+//   { slot, workerId, tabId, tabOpenedAt, task, unacked, sequence, updatedAt }
 //   task: null | { task_id, attempt, prompt, metadata, deadline, stage, assigned_at,
 //                  conversation_url, before_image_ids, new_chat, captured, cancelled }
 //     stage: "accepted" → "navigating" → "running" (handed to the page) → "typing" →
@@ -22,7 +22,7 @@
   const STAGE_ORDER = ["accepted", "navigating", "running", "typing", "submitted", "generating", "downloading", "captured"];
 
   function emptySlot(slot, workerId) {
-    return { slot, workerId, tabId: null, task: null, unacked: [], sequence: null, updatedAt: 0 };
+    return { slot, workerId, tabId: null, tabOpenedAt: null, task: null, unacked: [], sequence: null, updatedAt: 0 };
   }
 
   function attemptKey(taskId, attempt) {

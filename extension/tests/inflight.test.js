@@ -18,7 +18,7 @@ function record(extra = {}) {
 }
 
 test("emptySlot and attemptKey", () => {
-  assert.deepEqual(I.emptySlot(3, "ext-x-3"), { slot: 3, workerId: "ext-x-3", tabId: null, task: null, unacked: [], sequence: null, updatedAt: 0 });
+  assert.deepEqual(I.emptySlot(3, "ext-x-3"), { slot: 3, workerId: "ext-x-3", tabId: null, tabOpenedAt: null, task: null, unacked: [], sequence: null, updatedAt: 0 });
   assert.equal(I.attemptKey("17", 2), "17#2");
 });
 

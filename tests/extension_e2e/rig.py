@@ -146,6 +146,26 @@ class BrowserRig:
     async def wait_connected(self, n: int, timeout: float = 60.0) -> None:
         await wait_until(lambda: len(self.connected()) >= n, timeout, f"{n} extension worker(s)")
 
+    async def extension_errors(self) -> dict[str, list[str]]:
+        """What chrome://extensions shows for the extension: install warnings, manifest errors
+        and uncaught runtime errors (an unhandled rejection in the service worker lands here).
+        """
+        page = await self.context.new_page()
+        try:
+            await page.goto(f"chrome://extensions/?id={SHIPPED_EXTENSION_ID}")
+            info: dict[str, list[str]] = await page.evaluate(
+                """(id) => new Promise((resolve) => chrome.developerPrivate.getExtensionInfo(
+                    id, (i) => resolve({
+                        warnings: i.installWarnings || [],
+                        manifest: (i.manifestErrors || []).map((e) => e.message),
+                        runtime: (i.runtimeErrors || []).map((e) => e.message),
+                    })))""",
+                SHIPPED_EXTENSION_ID,
+            )
+            return info
+        finally:
+            await page.close()
+
     async def extension_status(self) -> dict[str, Any]:
         result: dict[str, Any] = await self.evaluate(
             "async () => { const o = await ready; return {status: o.connectionStatus()}; }"

@@ -4,6 +4,7 @@ quit mid-generation, and a hub that shuts down."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections import Counter
 from pathlib import Path
@@ -50,6 +51,21 @@ def test_tabs_are_pinned_kept_from_discarding_opened_apart_and_the_alarm_is_kept
                 opened = sorted(s["tab_opened_at"] for s in status["slots"])
                 gaps = [b - a for a, b in itertools.pairwise(opened)]
                 assert all(gap >= 1900 for gap in gaps), gaps  # 2 s apart (ms)
+
+                # The health check (every 30 s on the alarm; run here at once) reports each
+                # tab's memory to the hub.
+                def memory_reported() -> bool:
+                    return all(
+                        w.last_status is not None and (w.last_status.memory_bytes or 0) > 0
+                        for w in rig.connected()
+                    )
+
+                for _ in range(10):
+                    await rig.evaluate("async () => (await ready).checkHealth()")
+                    with contextlib.suppress(AssertionError):
+                        await wait_until(memory_reported, 3, "memory")
+                        break
+                assert memory_reported(), [w.last_status for w in rig.connected()]
 
                 alarm = await rig.evaluate("() => chrome.alarms.get('novelgen-keepalive')")
                 assert alarm["periodInMinutes"] >= 0.5, alarm

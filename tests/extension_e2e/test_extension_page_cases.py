@@ -5,13 +5,25 @@ settings pushed by the hub (tab count, a newer selector table)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 from pathlib import Path
 
 from novelgen_desktop.protocol.messages import ChatMode, Configure
-from tests.extension_e2e.rig import browser_rig, dump, job_outputs, run_job, wait_until
+from tests.extension_e2e.rig import BrowserRig, browser_rig, dump, job_outputs, run_job, wait_until
 from tests.extension_e2e.test_extension_run import _assert_images_match_site, _tasks
 from tests.fixtures.chatgpt import Behaviour, FakeChatGPT
+
+
+def failed_attempts(rig: BrowserRig, job_id: str) -> list[tuple[object, ...]]:
+    with contextlib.closing(sqlite3.connect(rig.data_dir / "novelgen.sqlite")) as conn:
+        return conn.execute(
+            "SELECT a.task_id, a.attempt, a.worker_id, a.error_kind, a.error_message "
+            "FROM attempts a JOIN tasks t ON t.id = a.task_id "
+            "WHERE t.job_id = ? AND a.outcome != 'done' ORDER BY a.started_at",
+            (job_id,),
+        ).fetchall()
 
 
 def test_two_candidates_keep_the_first_and_try_again_recovers(tmp_path: Path) -> None:
@@ -104,7 +116,9 @@ def test_the_hub_sets_the_tab_count_and_pushes_a_newer_selector_table(tmp_path: 
                 await rig.configure(tabs=1)
                 await rig.wait_connected(2, timeout=60)
                 final = await run_job(rig, [f"panel {i}" for i in range(4)], timeout=120)
-                assert final.state == "finished"
+                assert final.state == "finished", dump(
+                    [job_outputs(rig.data_dir, final.job_id), failed_attempts(rig, final.job_id)]
+                )
                 assert {w.worker_id for w in rig.workers()} == {
                     stat.worker_id for stat in final.workers
                 }, "both tabs should have worked"
@@ -116,5 +130,39 @@ def test_the_hub_sets_the_tab_count_and_pushes_a_newer_selector_table(tmp_path: 
                 composer = result["results"]["composer"]
                 # The pushed table's first entry matches nothing; its second does.
                 assert composer["index"] == 1, dump(result)
+
+    asyncio.run(scenario())
+
+
+def test_a_selector_table_the_extension_cannot_use_is_refused_and_reported(
+    tmp_path: Path,
+) -> None:
+    """Python's regex syntax is not JavaScript's: `(?P<name>…)` passes the hub's check but
+    not the extension's. The extension keeps its table, keeps working, and the hub's worker
+    status says why."""
+    table = {"version": 60, "keys": {"tryAgain": [{"css": "button", "text": "(?P<t>Try again)"}]}}
+    config = Configure(selector_table=json.dumps(table))
+
+    async def scenario() -> None:
+        with FakeChatGPT(Behaviour.image(delay=0.5)) as site:
+            async with browser_rig(tmp_path, site, hub_options={"browser_config": config}) as rig:
+                await rig.configure(tabs=1)
+                await rig.wait_connected(1, timeout=60)
+
+                def reported() -> bool:
+                    return any(
+                        w.last_status is not None
+                        and "selector table version 60 refused" in (w.last_status.detail or "")
+                        and "keys.tryAgain[0]" in (w.last_status.detail or "")
+                        for w in rig.workers()
+                    )
+
+                await wait_until(reported, 30, "the refusal in the worker's status")
+                stored = await rig.evaluate(
+                    "async () => (await chrome.storage.local.get('selectorTable')).selectorTable"
+                )
+                assert stored is None
+                final = await run_job(rig, ["still works"], timeout=60)
+                assert final.state == "finished"
 
     asyncio.run(scenario())

@@ -17,6 +17,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from novelgen_desktop.engine.model import ErrorKind
 from tests.extension_e2e.rig import (
     BrowserRig,
@@ -28,6 +30,7 @@ from tests.extension_e2e.rig import (
     wait_until,
 )
 from tests.fixtures.chatgpt import Behaviour, FakeChatGPT
+from tests.fixtures.chatgpt.site import Variant
 
 
 def _tasks(data_dir: Path, job_id: str) -> list[tuple[Any, ...]]:
@@ -86,8 +89,15 @@ def test_thirty_prompts_over_three_tabs_survive_service_worker_stops(tmp_path: P
                         stops.append(time.monotonic())
                         await asyncio.sleep(5)
 
+                started = time.monotonic()
                 final = await run_job(rig, prompts, timeout=300, during=stop_repeatedly)
+                elapsed = time.monotonic() - started
                 report = job_outputs(rig.data_dir, final.job_id)
+                print(  # the figures for docs/benchmarks.md (pytest -s)
+                    f"30 prompts / 3 tabs: {elapsed:.1f} s, {len(stops)} service-worker stops, "
+                    f"{sum(w.restarts for w in rig.workers())} restarts seen by the hub, "
+                    f"done by worker {report['done_by_worker']}, attempts {report['attempts']}"
+                )
                 assert final.state == "finished", dump(report)
                 assert report["done"] == 30 and report["duplicated"] == 0, dump(report)
                 assert report["missing_files"] == 0 and report["hash_mismatches"] == 0
@@ -105,6 +115,8 @@ def test_thirty_prompts_over_three_tabs_survive_service_worker_stops(tmp_path: P
                     f"{restarts} restart(s) seen by the hub after {len(stops)} stops"
                 )
                 assert len(rig.workers()) == 3  # the same three worker ids throughout
+                errors = await rig.extension_errors()
+                assert errors == {"warnings": [], "manifest": [], "runtime": []}, errors
 
     asyncio.run(scenario())
 
@@ -207,10 +219,14 @@ def test_a_refusal_ends_as_refused_after_one_attempt(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_renamed_primary_selectors_fall_back(tmp_path: Path) -> None:
+@pytest.mark.parametrize("variant", ["renamed", "renamed_id"])
+def test_renamed_primary_selectors_fall_back(tmp_path: Path, variant: Variant) -> None:
+    """Only fallbacks match: the composer only as `div.ProseMirror`, the send button only by
+    its aria-label ("renamed") or only by `#composer-submit-button` ("renamed_id")."""
+
     async def scenario() -> None:
         with FakeChatGPT(Behaviour.image(delay=0.5)) as site:
-            site.set_variant("renamed")
+            site.set_variant(variant)
             async with browser_rig(tmp_path, site) as rig:
                 await rig.configure(tabs=1)
                 await rig.wait_connected(1, timeout=60)
