@@ -50,20 +50,10 @@ from benchmarks.common import machine
 from novelgen_desktop.protocol import messages as m
 from novelgen_desktop.server.pairing import SHIPPED_EXTENSION_ID
 from tests.fixtures.chatgpt import FakeChatGPT
+from tests.fixtures.chromium import CHROMIUM, CHROMIUM_FLAGS, HEADLESS_NEW, extension_flags
 
 REPO = Path(__file__).resolve().parents[1]
 EXTENSION_DIR = REPO / "extension"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 # The hub's log lines this run depends on (novelgen_desktop/server/hub.py).
 _CONNECTED = re.compile(r"worker (\S+) connected \(instance (\S+), session (\S+)\)")
@@ -398,10 +388,10 @@ async def run_idle(
             chrome_log = (root / "chromium.log").open("wb")
             chromium = await asyncio.create_subprocess_exec(
                 str(CHROMIUM),
+                HEADLESS_NEW,
                 *CHROMIUM_FLAGS,
                 f"--user-data-dir={profile}",
-                f"--load-extension={ext}",
-                f"--disable-extensions-except={ext}",
+                *extension_flags(ext),
                 "--remote-debugging-port=0",
                 *site.chromium_args(),
                 "about:blank",

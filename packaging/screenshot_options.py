@@ -23,11 +23,19 @@ from typing import Any
 
 from playwright.sync_api import sync_playwright
 
+# Run as a script from anywhere: the Chromium flags are shared with the tests.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.fixtures.chromium import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    HEADLESS_NEW,
+    extension_flags,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
 EXTENSION = ROOT / "extension"
 EXTENSION_ID = "jiehgpegehofiljbeepelopkoiliedji"
 OPTIONS_URL = f"chrome-extension://{EXTENSION_ID}/options/options.html"
-CHROMIUM = "/usr/bin/chromium"
 DEFAULT_OUT = ROOT / "docs" / "images" / "extension-options.png"
 DEMO_TOKEN = "q3X9vJ2mK8wR5tY7uI0oP4aS6dF1gH3jL5zX7cV9bN2"  # docs/protocol.md's example
 
@@ -98,22 +106,15 @@ def take(out: Path, dark: bool) -> None:
         with sync_playwright() as playwright:
             context = playwright.chromium.launch_persistent_context(
                 str(workdir / "profile"),
-                executable_path=CHROMIUM,
+                executable_path=str(CHROMIUM),
                 headless=True,
                 color_scheme="dark" if dark else "light",
                 viewport={"width": 900, "height": 900},
                 device_scale_factor=1,
                 args=[
-                    "--headless=new",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-quic",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    f"--disable-extensions-except={extension}",
-                    f"--load-extension={extension}",
+                    HEADLESS_NEW,
+                    *CHROMIUM_FLAGS,
+                    *extension_flags(extension),
                 ],
             )
             try:

@@ -29,20 +29,11 @@ from novelgen_desktop.protocol import messages as m
 from novelgen_desktop.server.hub import Hub
 from novelgen_desktop.server.pairing import SHIPPED_EXTENSION_ID
 from tests.fixtures.chatgpt import FakeChatGPT
+from tests.fixtures.chromium import CHROMIUM, CHROMIUM_FLAGS, extension_flags
 from tests.server.server_testkit import TOKEN, JobClient, heartbeat_text, start_service_hub
 
 REPO = Path(__file__).resolve().parents[2]
 EXTENSION_DIR = REPO / "extension"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 E2E_RUN_SETTINGS = RunSettings(
     policy=SchedulerPolicy(backoff_base=0.2, backoff_cap=1.0),
@@ -82,8 +73,7 @@ class BrowserRig:
             args=[
                 *CHROMIUM_FLAGS,
                 *self.site.chromium_args(),
-                f"--disable-extensions-except={self.extension}",
-                f"--load-extension={self.extension}",
+                *extension_flags(self.extension),
             ],
         )
         if not self.context.service_workers:

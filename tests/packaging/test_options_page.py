@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.chromium import CHROMIUM, CHROMIUM_FLAGS, HEADLESS_NEW, extension_flags
+
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
 ROOT = Path(__file__).resolve().parents[2]
 EXTENSION = ROOT / "extension"
-CHROMIUM = Path("/usr/bin/chromium")
 EXTENSION_ID = "jiehgpegehofiljbeepelopkoiliedji"
 OPTIONS = f"chrome-extension://{EXTENSION_ID}/options/options.html"
 TIMEOUT = 60
@@ -66,16 +67,9 @@ def context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             executable_path=str(CHROMIUM),
             headless=True,
             args=[
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                f"--disable-extensions-except={EXTENSION}",
-                f"--load-extension={EXTENSION}",
+                HEADLESS_NEW,
+                *CHROMIUM_FLAGS,
+                *extension_flags(EXTENSION),
             ],
         )
         try:
