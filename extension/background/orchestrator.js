@@ -22,7 +22,7 @@
   const RUN_ACCEPT_RETRIES = 5;
   const DEFAULT_TASK_MS = 6 * 60 * 1000;
   const FORGET_ON_ERROR = new Set(["unknown_task", "bad_field", "too_large"]);
-  const CONTENT_FILES = ["lib/selector_table.js", "lib/page_messages.js", "content/driver.js"];
+  const CONTENT_FILES = ["lib/selector_table.js", "lib/page_messages.js", "lib/protocol.js", "content/driver.js"];
 
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 

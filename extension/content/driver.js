@@ -2,8 +2,8 @@
  * NovelGen ChatGPT driver: the content script on https://chatgpt.com/*.
  *
  * It types one prompt, waits for the image it produces and hands the bytes to the service
- * worker (the message contract is in ../DESIGN.md). Loaded after lib/selector_table.js and
- * lib/page_messages.js as a classic script; every element is found through the selector
+ * worker (the message contract is in ../DESIGN.md). Loaded after lib/selector_table.js,
+ * lib/page_messages.js and lib/protocol.js as a classic script; every element is found through the selector
  * table (data the hub can update), every wait compares Date.now() with an absolute deadline
  * (background tabs throttle timers) and is only woken by a MutationObserver and a short
  * interval.
@@ -17,6 +17,7 @@
   const isNode = typeof module === "object" && module.exports;
   const SelectorTable = isNode ? require("../lib/selector_table.js") : globalThis.NovelGenSelectorTable;
   const PageMessages = isNode ? require("../lib/page_messages.js") : globalThis.NovelGenPageMessages;
+  const Protocol = isNode ? require("../lib/protocol.js") : globalThis.NovelGenProtocol;
 
   // ---- Timing (all in ms) -------------------------------------------------------------------
 
@@ -180,24 +181,10 @@
     return deadlineMs < 1e11 ? now + deadlineMs : deadlineMs;
   }
 
-  /** Image MIME type from the first bytes, for a response without a usable Content-Type. */
-  function sniffImageMime(bytes) {
-    if (bytes.length >= 4 && bytes[0] === 0x89 && bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47) return "image/png";
-    if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return "image/jpeg";
-    if (bytes.length >= 12 && String.fromCharCode(...bytes.slice(0, 4)) === "RIFF" && String.fromCharCode(...bytes.slice(8, 12)) === "WEBP") return "image/webp";
-    if (bytes.length >= 3 && String.fromCharCode(...bytes.slice(0, 3)) === "GIF") return "image/gif";
-    return null;
-  }
-
-  function bytesToBase64(bytes) {
-    // btoa takes a binary string; build it in chunks to stay under argument-count limits.
-    let binary = "";
-    const chunk = 0x8000;
-    for (let i = 0; i < bytes.length; i += chunk) {
-      binary += String.fromCharCode.apply(null, bytes.subarray(i, i + chunk));
-    }
-    return btoa(binary);
-  }
+  // Image bytes: the same sniffing and base64 as the service worker (lib/protocol.js), so
+  // the page never hands over something the hub would refuse as invalid_image.
+  const sniffImageMime = (bytes) => Protocol.sniffMime(bytes);
+  const bytesToBase64 = (bytes) => Protocol.bytesToBase64(bytes);
 
   /** An error that ends a run with a given `ng.done` kind. */
   class RunError extends Error {
@@ -622,8 +609,8 @@
         const bytes = new Uint8Array(await response.arrayBuffer());
         if (bytes.length === 0) throw new Error("empty body");
         const headerMime = (response.headers.get("content-type") || "").split(";")[0].trim();
-        const mime = sniffImageMime(bytes) || (headerMime.startsWith("image/") ? headerMime : null);
-        if (!mime) throw new Error(`not an image (Content-Type ${headerMime || "none"})`);
+        const mime = sniffImageMime(bytes);
+        if (!mime) throw new Error(`not a PNG, JPEG or WebP image (Content-Type ${headerMime || "none"})`);
         return {
           base64: bytesToBase64(bytes),
           mime,
