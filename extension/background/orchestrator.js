@@ -91,6 +91,8 @@
     // -- start-up and recovery -----------------------------------------------------------
 
     async start() {
+      if (this.started) return; // one connection per slot, however many callers
+      this.started = true;
       const { inflight } = this.orch.lib;
       const task = this.record.task;
       let tabAlive = await this.tabExists();
@@ -266,6 +268,7 @@
         return;
       }
       await this.orch.tabOpeningTurn();
+      if (this.retired) throw new Error("this slot was stopped");
       const seen = this.readyCount;
       this.setHealth("loading", "opening a ChatGPT tab");
       const tab = await chrome.tabs.create({ url: CHATGPT_URL, pinned: true, active: false });
@@ -313,6 +316,7 @@
     // -- the hub's messages ------------------------------------------------------------------
 
     onHubMessage(msg) {
+      if (this.retired) return; // a slot of a stopped generation: its successor handles the hub
       switch (msg.type) {
         case "assign":
           return this.onAssign(msg);
@@ -337,11 +341,13 @@
       if (current && current.task_id === msg.task_id && current.attempt === msg.attempt) return; // repeated
       if (this.record.unacked.some((u) => u.task_id === msg.task_id && u.attempt === msg.attempt)) return;
       if (current && !current.captured && !current.cancelled) {
-        // The hub never does this (one attempt at a time); refuse the newcomer rather than
-        // drop the task in hand, which may already be paid for.
-        this.log(`assign ${msg.task_id}/${msg.attempt} while busy with ${current.task_id}/${current.attempt}`);
-        this.conn.send(protocol.taskError({ task_id: msg.task_id, attempt: msg.attempt, kind: "page_error", message: "the tab was busy with another attempt" }));
-        return;
+        // The hub sends one attempt at a time: a new one means it has given the old one up
+        // (e.g. it was not in our `holding` after a reconnect). Stop it in the page; if its
+        // image still arrives it is sent as a late result and judged by the hub.
+        this.log(`the hub moved on from ${current.task_id}/${current.attempt} to ${msg.task_id}/${msg.attempt}`);
+        if (this.tabId != null) {
+          this.orch.chrome.tabs.sendMessage(this.tabId, { type: "ng.cancel", task_id: current.task_id, attempt: current.attempt }).catch(() => {});
+        }
       }
       await this.update((r) => ({ ...r, task: inflight.taskFromAssign(msg, Date.now()) }));
       this.conn.send(protocol.progress({ task_id: msg.task_id, attempt: msg.attempt, stage: "accepted" }));
@@ -356,7 +362,12 @@
      * outcome come back as runtime messages (onPageProgress / onPageDone).
      */
     async runTask({ resume = false }) {
-      if (this.running) return;
+      if (this.running) {
+        // A hand-over is in progress (navigation, page load): run again after it, in case
+        // the task it hands over is no longer the one in the record.
+        this.runAgain = { resume };
+        return;
+      }
       this.running = true;
       const { inflight } = this.orch.lib;
       const chrome = this.orch.chrome;
@@ -364,6 +375,11 @@
         let task = this.record.task;
         if (!task || task.captured || task.cancelled) return;
         await this.acquireTab();
+        // Never navigate away from a page that is already working on this very attempt: its
+        // prompt may be sent, and a new chat would pay for it twice.
+        const pong = await this.ping().catch(() => null);
+        const pageTask = pong && pong.task;
+        if (pageTask && pageTask.task_id === task.task_id && pageTask.attempt === task.attempt) return;
         let target = null;
         let newChat = true;
         if (resume && task.conversation_url) {
@@ -419,6 +435,9 @@
         }
       } finally {
         this.running = false;
+        const again = this.runAgain;
+        this.runAgain = null;
+        if (again) this.runTask(again);
       }
     }
 
@@ -687,6 +706,7 @@
 
     async retire() {
       this.retiring = true;
+      this.retired = true;
       if (this.conn) this.conn.close("user", "fewer tabs requested");
       if (this.tabId != null) await this.orch.chrome.tabs.remove(this.tabId).catch(() => {});
       this.orch.tabToSlot.delete(this.tabId);
@@ -739,6 +759,7 @@
       this.tabToSlot = new Map();
       this.lastTabOpenAt = 0;
       this.tabTurn = Promise.resolve();
+      this.slotsChain = Promise.resolve();
       this.cooldownUntil = 0;
       this.publishTimer = null;
       this.stopped = false;
@@ -778,7 +799,22 @@
       return turn;
     }
 
-    async start() {
+    /**
+     * Changes to the set of slots (start, stop, restart, a new tab count) run one after the
+     * other: interleaved at their awaits, two of them could each create "slot 1", and two
+     * connections of one worker id would replace each other at the hub forever.
+     */
+    serially(change) {
+      const next = this.slotsChain.then(change, change);
+      this.slotsChain = next.catch((err) => this.log(`slots: ${err && err.message ? err.message : err}`));
+      return next;
+    }
+
+    start() {
+      return this.serially(() => this.startSlots());
+    }
+
+    async startSlots() {
       const { inflight } = this.lib;
       const records = await this.store.loadAllSlots(10);
       for (const record of records) {
@@ -802,7 +838,8 @@
         this.slots.set(n, slot);
         if (slot.tabId != null) this.tabToSlot.set(slot.tabId, slot);
       }
-      for (const slot of this.slots.values()) await slot.start();
+      // A snapshot: a `configure` arriving meanwhile may add slots, and starts them itself.
+      for (const slot of [...this.slots.values()]) await slot.start();
       this.publish();
     }
 
@@ -812,16 +849,23 @@
     }
 
     /** Settings changed on the options page: start over with them. */
-    async restart(settings) {
-      await this.stop("restart", "settings changed");
-      this.settings = settings;
-      this.stopped = false;
-      await this.start();
+    restart(settings) {
+      return this.serially(async () => {
+        await this.stopSlots("restart", "settings changed");
+        this.settings = settings;
+        this.stopped = false;
+        await this.startSlots();
+      });
     }
 
-    async stop(reason, detail, { closeTabs = false } = {}) {
+    stop(reason, detail, options) {
+      return this.serially(() => this.stopSlots(reason, detail, options));
+    }
+
+    async stopSlots(reason, detail, { closeTabs = false } = {}) {
       this.stopped = true;
       for (const slot of this.slots.values()) {
+        slot.retired = true; // its connection's late messages are ignored from now on
         if (slot.conn) slot.conn.close(reason, detail);
         if (closeTabs && slot.tabId != null) {
           await this.chrome.tabs.remove(slot.tabId).catch(() => {});
@@ -830,7 +874,11 @@
       this.slots.clear();
     }
 
-    async adjustSlots() {
+    adjustSlots() {
+      return this.serially(() => this.adjustSlotsNow());
+    }
+
+    async adjustSlotsNow() {
       if (this.stopped || !this.paired()) return;
       const { inflight } = this.lib;
       const wanted = this.desiredTabs();
