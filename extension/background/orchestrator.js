@@ -1036,8 +1036,26 @@
       if (this.publishTimer) return;
       this.publishTimer = setTimeout(() => {
         this.publishTimer = null;
-        this.store.setValue("connection", this.connectionStatus()).catch(() => {});
+        const status = this.connectionStatus();
+        this.store.setValue("connection", status).catch(() => {});
+        this.showBadge(status);
       }, 250);
+    }
+
+    /**
+     * The toolbar badge: how many tabs are connected, "!" when a tab needs the author (login,
+     * a challenge, an error), nothing when not paired. Visible without opening anything.
+     */
+    showBadge(status) {
+      const action = this.chrome.action;
+      if (!action || !action.setBadgeText) return;
+      const open = status.slots.filter((s) => s.connection === "open").length;
+      const attention = status.state === "error" || status.slots.some((s) => ["logged_out", "unresponsive", "crashed"].includes(s.health));
+      const text = status.state === "unpaired" ? "" : attention ? "!" : status.state === "connected" ? String(open) : "off";
+      const color = attention ? "#c62828" : status.state === "connected" ? "#2e7d32" : "#757575";
+      action.setBadgeText({ text }).catch(() => {});
+      action.setBadgeBackgroundColor({ color }).catch(() => {});
+      action.setTitle({ title: `NovelGen Worker: ${status.state}${status.detail ? " — " + status.detail : ""}` }).catch(() => {});
     }
 
     connectionStatus() {

@@ -159,6 +159,11 @@ chrome.runtime.onInstalled.addListener((details) => {
     .catch(() => {});
 });
 
+// The toolbar button opens the settings and status page (there is no popup).
+chrome.action.onClicked.addListener(() => {
+  chrome.runtime.openOptionsPage().catch(() => {});
+});
+
 chrome.runtime.onStartup.addListener(() => {
   ready.catch(() => {}); // the browser started: init runs; nothing else to do
 });

@@ -52,6 +52,14 @@ def test_tabs_are_pinned_kept_from_discarding_opened_apart_and_the_alarm_is_kept
                 gaps = [b - a for a, b in itertools.pairwise(opened)]
                 assert all(gap >= 1900 for gap in gaps), gaps  # 2 s apart (ms)
 
+                # The toolbar badge shows the connected tabs without opening anything.
+                for _ in range(20):
+                    badge = await rig.evaluate("() => chrome.action.getBadgeText({})")
+                    if badge == "3":
+                        break
+                    await asyncio.sleep(0.25)
+                assert badge == "3", badge
+
                 # The health check (every 30 s on the alarm; run here at once) reports each
                 # tab's memory to the hub.
                 def memory_reported() -> bool:
