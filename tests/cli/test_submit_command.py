@@ -174,7 +174,10 @@ def test_waiting_for_tabs_ctrl_c_then_an_incomplete_job(tmp_path: Path) -> None:
         lines = _lines(client)
         _wait_for(lines, "waiting for ChatGPT tabs")
         client.send_signal(signal.SIGINT)
-        stdout, _ = client.communicate(timeout=TIMEOUT)
+        # Not communicate(): it would read stderr too, racing the pump thread for it.
+        assert client.stdout is not None
+        stdout = client.stdout.read()
+        client.wait(timeout=TIMEOUT)
         job_id = stdout.strip()
         rest = _drain(lines)
         assert client.returncode == 130, rest
