@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything NovelGen needs on a fresh Debian machine with Python 3.11, idempotently:
-# Debian packages (as root, through apt-get: Chromium and Node.js for the extension's tests),
+# Debian packages (as root, through apt-get; with --tests also Chromium and Node.js),
 # a virtual environment in .venv, and the project installed in it with its test and dev tools.
 # Safe to run again; it only does what is missing.
 set -euo pipefail
@@ -28,13 +28,15 @@ if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
     apt_install "python${ver}-venv" || apt_install python3-venv
 fi
 
-# The extension's tests: Debian's Chromium (never a browser downloaded by a test tool) and
-# Node's built-in test runner for the extension's pure modules.
-need=()
-command -v chromium >/dev/null 2>&1 || need+=(chromium chromium-driver)
-command -v node >/dev/null 2>&1 || need+=(nodejs)
-if [ ${#need[@]} -gt 0 ]; then
-    apt_install "${need[@]}"
+# With --tests: what the extension's tests need, Debian's Chromium (never a browser downloaded
+# by a test tool) and Node's built-in test runner. The demo needs neither.
+if [ "${1:-}" = "--tests" ]; then
+    need=()
+    command -v chromium >/dev/null 2>&1 || need+=(chromium chromium-driver)
+    command -v node >/dev/null 2>&1 || need+=(nodejs)
+    if [ ${#need[@]} -gt 0 ]; then
+        apt_install "${need[@]}"
+    fi
 fi
 
 if [ ! -x .venv/bin/python ]; then
