@@ -576,22 +576,28 @@
       const { protocol } = this.orch.lib;
       for (const entry of this.record.unacked) {
         if (this.sentKeys.has(entry.key)) continue;
+        // Claimed before the await below: a deliver() running alongside (a welcome and a
+        // finished page at once) skips it instead of sending the image twice.
+        this.sentKeys.add(entry.key);
         if (entry.kind === "image") {
           const image = await this.orch.store.getImage(entry.key).catch(() => null);
+          if (!this.conn || !this.conn.isOpen) return;
           if (!image) {
             this.log(`image ${entry.key} is missing from storage; giving the attempt up`);
-            this.sentKeys.add(entry.key);
             this.conn.send(protocol.taskError({ task_id: entry.task_id, attempt: entry.attempt, kind: "page_error", message: "the captured image was lost from the extension's storage" }));
             this.awaiting.push(entry.key);
             continue;
           }
           const bytes = new Uint8Array(image.bytes);
           const sent = this.conn.sendImage(protocol.resultAnnouncement(image.meta), protocol.imageFrame(entry.task_id, entry.attempt, bytes));
-          if (!sent) return;
-        } else {
-          if (!this.conn.send(protocol.taskError({ task_id: entry.task_id, attempt: entry.attempt, ...entry.error }))) return;
+          if (!sent) {
+            this.sentKeys.delete(entry.key);
+            return;
+          }
+        } else if (!this.conn.send(protocol.taskError({ task_id: entry.task_id, attempt: entry.attempt, ...entry.error }))) {
+          this.sentKeys.delete(entry.key);
+          return;
         }
-        this.sentKeys.add(entry.key);
         this.awaiting.push(entry.key);
       }
     }
