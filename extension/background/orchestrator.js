@@ -267,15 +267,21 @@
         await this.waitReady(0);
         return;
       }
-      await this.orch.tabOpeningTurn();
-      if (this.retired) throw new Error("this slot was stopped");
       const seen = this.readyCount;
-      this.setHealth("loading", "opening a ChatGPT tab");
-      const tab = await chrome.tabs.create({ url: CHATGPT_URL, pinned: true, active: false });
-      await chrome.tabs.update(tab.id, { autoDiscardable: false }).catch(() => {});
-      this.orch.tabToSlot.set(tab.id, this);
-      await this.update((r) => ({ ...r, tabId: tab.id, tabOpenedAt: Date.now() }));
-      this.log(`opened tab ${tab.id}`);
+      // From the turn to the saved tab id, one promise: a restart of the slots waits for it,
+      // so the next generation adopts this tab instead of leaving it open and making another.
+      const creating = (async () => {
+        await this.orch.tabOpeningTurn();
+        if (this.retired) throw new Error("this slot was stopped");
+        this.setHealth("loading", "opening a ChatGPT tab");
+        const tab = await chrome.tabs.create({ url: CHATGPT_URL, pinned: true, active: false });
+        await chrome.tabs.update(tab.id, { autoDiscardable: false }).catch(() => {});
+        this.orch.tabToSlot.set(tab.id, this);
+        await this.update((r) => ({ ...r, tabId: tab.id, tabOpenedAt: Date.now() }));
+        this.log(`opened tab ${tab.id}`);
+      })();
+      this.creatingTab = creating.catch(() => {});
+      await creating;
       await this.waitReady(seen);
     }
 
@@ -870,8 +876,12 @@
 
     async stopSlots(reason, detail, { closeTabs = false } = {}) {
       this.stopped = true;
-      for (const slot of this.slots.values()) {
-        slot.retired = true; // its connection's late messages are ignored from now on
+      const slots = [...this.slots.values()];
+      for (const slot of slots) slot.retired = true; // late messages are ignored from now on
+      // A tab being opened right now gets its id saved before the next generation reads it.
+      await Promise.all(slots.map((slot) => slot.creatingTab));
+      await Promise.all(slots.map((slot) => slot.chain));
+      for (const slot of slots) {
         if (slot.conn) slot.conn.close(reason, detail);
         if (closeTabs && slot.tabId != null) {
           await this.chrome.tabs.remove(slot.tabId).catch(() => {});
