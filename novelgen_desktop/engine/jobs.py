@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from novelgen_desktop.engine.model import JobState, TaskState
+from novelgen_desktop.errors import JobNotFoundError
 from novelgen_desktop.output.naming import (
     DEFAULT_TEMPLATE,
     NameFields,
@@ -47,6 +48,18 @@ def make_job_id(name: str, now: float | None = None) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:32].strip("-") or "job"
     stamp = time.strftime("%Y%m%d", time.localtime(now))
     return f"{slug}-{stamp}-{secrets.token_hex(2)}"
+
+
+def _unused_job_id(store: Store, name: str, now: float) -> str:
+    """A job id no job has yet: the 16-bit suffix collides within a day once a name is used
+    a few dozen times (a script resubmitted, a test submitting 46 jobs)."""
+    for _ in range(64):
+        job_id = make_job_id(name, now)
+        try:
+            store.find_job(job_id, exact=True)
+        except JobNotFoundError:
+            return job_id
+    raise RuntimeError(f"no unused job id for {name!r} after 64 tries")
 
 
 def plan_tasks(
@@ -102,7 +115,7 @@ def create_job(
     """Create the job, its tasks and its first snapshot (so it can be rebuilt from day one)."""
     template = NamingTemplate(options.naming_template)
     now = time.time()
-    job_id = make_job_id(options.name, now)
+    job_id = _unused_job_id(store, options.name, now)
     out_dir = (options.out_root / job_id).resolve()
     job = JobRecord(
         id=job_id,
