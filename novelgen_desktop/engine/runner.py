@@ -34,6 +34,8 @@ from novelgen_desktop.engine.ratelimit import parse_reset_after
 from novelgen_desktop.engine.scheduler import (
     FailureDecision,
     Lease,
+    QueueMove,
+    QueuePlace,
     ResultDecision,
     ResultVerdict,
     Scheduler,
@@ -59,7 +61,9 @@ from novelgen_desktop.store.records import (
     JobRecord,
     JobUpdated,
     TaskCompleted,
+    TaskQueuePlaced,
     TaskRecord,
+    TaskRequeued,
     TaskUpdated,
     WorkerSeen,
 )
@@ -180,6 +184,8 @@ class JobRunner:
         self.settings = settings or RunSettings()
         self.clock = clock
         self.on_progress = on_progress
+        # Every event as it is logged (the GUI's log and notifications); must not raise.
+        self.on_event: Callable[[EventLogged], None] | None = None
         self.on_first_dispatch = on_first_dispatch
         self.workers = {w.worker_id: w for w in workers}
         self.tasks = {t.id: t for t in tasks}
@@ -194,6 +200,7 @@ class JobRunner:
                 attempts=t.attempts,
                 failures=t.failures,
                 not_before=t.not_before,
+                rank=t.queue_rank,
             )
             for t in tasks
         )
@@ -298,6 +305,52 @@ class JobRunner:
             self.writer.submit(TaskUpdated(task_id, TaskState.CANCELLED, 0))
             self.progress.record_terminal_failure()
         self._event("warning", "job_cancelled", "job cancelled", ts=now)
+        self._notify()
+
+    # --- the author's queue actions (GUI, protocol clients) --------------------------------
+
+    def _placed(self, places: list[QueuePlace]) -> None:
+        for place in places:
+            task = self.tasks[place.task_id]
+            task.priority, task.queue_rank = place.priority, place.rank
+            self.writer.submit(TaskQueuePlaced(place.task_id, place.priority, place.rank))
+
+    def move_tasks(self, task_ids: Sequence[int], where: QueueMove) -> int:
+        """Move queued tasks in the queue; returns how many tasks changed place."""
+        places = self.scheduler.move(task_ids, where)
+        self._placed(places)
+        if places:
+            self._event("info", "queue_moved", f"{len(task_ids)} task(s) moved {where.value}")
+        return len(places)
+
+    def change_priority(self, task_ids: Sequence[int], delta: int) -> int:
+        places = self.scheduler.change_priority(task_ids, delta)
+        self._placed(places)
+        self._notify()
+        return len(places)
+
+    def retry_tasks(self, task_ids: Sequence[int], *, prompt: str | None = None) -> list[int]:
+        """Send dead, refused or cancelled tasks back to the queue (with a new prompt, for
+        one refused by the content policy). Returns the ids requeued."""
+        revived = self.scheduler.retry(task_ids)
+        for task_id in revived:
+            task = self.tasks[task_id]
+            if prompt is not None:
+                task.prompt = prompt
+            task.state, task.failures, task.not_before = TaskState.QUEUED, 0, 0.0
+            self.writer.submit(TaskRequeued(task_id, prompt))
+            self.progress.failed_terminal = max(0, self.progress.failed_terminal - 1)
+        if revived:
+            edited = " with an edited prompt" if prompt is not None else ""
+            self._event("info", "tasks_retried", f"{len(revived)} task(s) requeued{edited}")
+            self._notify()
+        return revived
+
+    def hold_worker(self, worker_id: str, held: bool) -> None:
+        """Pause or resume dispatch to one worker (its current attempt finishes)."""
+        self.scheduler.hold_worker(worker_id, held)
+        verb = "paused" if held else "resumed"
+        self._event("info", f"worker_{verb}", f"worker {worker_id} {verb}", worker_id=worker_id)
         self._notify()
 
     # --- main loop ------------------------------------------------------------------------
@@ -891,15 +944,16 @@ class JobRunner:
         data: dict[str, Any] | None = None,
         ts: float | None = None,
     ) -> None:
-        self.writer.submit(
-            EventLogged(
-                ts=ts if ts is not None else self.clock(),
-                level=level,
-                kind=kind,
-                message=message,
-                job_id=self.job.id,
-                worker_id=worker_id,
-                task_id=task_id,
-                data=data,
-            )
+        event = EventLogged(
+            ts=ts if ts is not None else self.clock(),
+            level=level,
+            kind=kind,
+            message=message,
+            job_id=self.job.id,
+            worker_id=worker_id,
+            task_id=task_id,
+            data=data,
         )
+        self.writer.submit(event)
+        if self.on_event is not None:
+            self.on_event(event)

@@ -6,7 +6,8 @@ makes every rule here — priorities, leases, backoff, cooldowns, idempotent res
 with plain function calls and synthetic clocks.
 
 Rules:
-- Dispatch order: highest ``priority`` first, then script order (``seq``).
+- Dispatch order: highest ``priority`` first, then queue position (``rank``: script order
+  until the author moves a task, as in a torrent client's queue).
 - A worker holds at most ``capacity`` leases; a lease has a deadline; an expired lease goes
   back to the queue and counts as a failure of the task (a prompt that hangs every worker
   must end up dead, not loop forever).
@@ -56,6 +57,12 @@ class TaskSlot:
     failures: int = 0
     not_before: float = 0.0
     cancel_requested: bool = False
+    rank: float | None = None  # queue position; None: script order (``seq``)
+
+    @property
+    def order(self) -> tuple[int, float]:
+        """The dispatch key: lower goes first."""
+        return (-self.priority, self.seq if self.rank is None else self.rank)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +81,24 @@ class WorkerSlot:
     account_id: str
     leases: set[int] = field(default_factory=set)
     blocked_reason: str | None = None  # e.g. login required: no work until it reports ready
+
+
+class QueueMove(enum.StrEnum):
+    """Where the author moves selected queued tasks (as in qBittorrent's queue actions)."""
+
+    TOP = "top"
+    UP = "up"
+    DOWN = "down"
+    BOTTOM = "bottom"
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePlace:
+    """A task's new place in the queue, to be made durable."""
+
+    task_id: int
+    priority: int
+    rank: float
 
 
 class ResultVerdict(enum.Enum):
@@ -103,6 +128,9 @@ class FailureDecision:
     stale: bool = False  # the attempt no longer held the lease: only its record changes
 
 
+_RETRYABLE = frozenset({TaskState.DEAD, TaskState.REFUSED, TaskState.CANCELLED})
+
+
 class Scheduler:
     """Queue, leases, retries and cooldowns for one job."""
 
@@ -117,10 +145,13 @@ class Scheduler:
         # State a task had before a late result was accepted for it (dead, refused,
         # cancelled): if that result turns out unusable, the task goes back there.
         self._state_before_result: dict[int, TaskState] = {}
-        self._ready: list[tuple[int, int, int]] = []  # (-priority, seq, task id)
+        self._ready: list[tuple[int, float, int]] = []  # (-priority, rank, task id)
         self._delayed: list[tuple[float, int]] = []  # (not_before, task id)
         self.paused = False
         self.cancelled = False
+        # Workers the author paused: kept apart from WorkerSlot so that it survives the
+        # worker's reconnects (a new slot) and its own health reports (blocked_reason).
+        self.held_workers: set[str] = set()
         self._counts: dict[TaskState, int] = dict.fromkeys(TaskState, 0)
 
     def _set_state(self, slot: TaskSlot, state: TaskState) -> None:
@@ -143,7 +174,7 @@ class Scheduler:
         if slot.not_before > 0:
             heapq.heappush(self._delayed, (slot.not_before, slot.id))
         else:
-            heapq.heappush(self._ready, (-slot.priority, slot.seq, slot.id))
+            heapq.heappush(self._ready, (*slot.order, slot.id))
 
     def _promote_due(self, now: float) -> None:
         while self._delayed and self._delayed[0][0] <= now:
@@ -151,7 +182,7 @@ class Scheduler:
             slot = self.tasks.get(task_id)
             if slot and slot.state is TaskState.QUEUED and slot.not_before == not_before:
                 slot.not_before = 0.0
-                heapq.heappush(self._ready, (-slot.priority, slot.seq, slot.id))
+                heapq.heappush(self._ready, (*slot.order, slot.id))
 
     # --- workers and accounts -------------------------------------------------------------
 
@@ -198,16 +229,20 @@ class Scheduler:
         worker = self.workers.get(worker_id)
         if worker is None or self.paused or self.cancelled or worker.blocked_reason:
             return None
+        if worker_id in self.held_workers:
+            return None
         if len(worker.leases) >= self.policy.worker_capacity:
             return None
         if not self.account_available(worker.account_id, now):
             return None
         self._promote_due(now)
         while self._ready:
-            _prio, _seq, task_id = heapq.heappop(self._ready)
+            prio, rank, task_id = heapq.heappop(self._ready)
             slot = self.tasks[task_id]
             if slot.state is not TaskState.QUEUED or slot.not_before > now:
                 continue  # stale heap entry
+            if (prio, rank) != slot.order:
+                continue  # moved in the queue since: its current entry is elsewhere in the heap
             self._set_state(slot, TaskState.LEASED)
             slot.attempts += 1
             lease = Lease(
@@ -396,6 +431,96 @@ class Scheduler:
         self._delayed.clear()
         return cancelled
 
+    # --- the author's queue actions -------------------------------------------------------
+
+    def hold_worker(self, worker_id: str, held: bool) -> None:
+        """Pause (``held``) or resume dispatch to one worker; its current attempt finishes."""
+        if held:
+            self.held_workers.add(worker_id)
+        else:
+            self.held_workers.discard(worker_id)
+
+    def queue_order(self) -> list[int]:
+        """Queued task ids in the order they will be dispatched (backoff aside)."""
+        queued = [s for s in self.tasks.values() if s.state is TaskState.QUEUED]
+        queued.sort(key=lambda s: (*s.order, s.id))
+        return [s.id for s in queued]
+
+    def move(self, task_ids: Iterable[int], where: QueueMove) -> list[QueuePlace]:
+        """Move queued tasks to the top or bottom of the queue, or one place up or down,
+        keeping their order among themselves. Tasks not queued are left alone (a running or
+        finished task has no queue place). Returns the places that changed.
+
+        Top and bottom also take the highest (lowest) priority in the queue, so that a moved
+        task really is first (last); up and down swap places with the neighbour."""
+        chosen = {t for t in task_ids if t in self.tasks}
+        order = [self.tasks[t] for t in self.queue_order()]
+        moving = [s for s in order if s.id in chosen]
+        if not moving:
+            return []
+        changed: list[TaskSlot] = []
+        if where in (QueueMove.TOP, QueueMove.BOTTOM):
+            rest = [s for s in order if s.id not in chosen]
+            if where is QueueMove.TOP:
+                priority = max(s.priority for s in order)
+                firsts = [s.order[1] for s in rest if s.priority == priority]
+                start = (min(firsts) if firsts else 0.0) - len(moving)
+            else:
+                priority = min(s.priority for s in order)
+                lasts = [s.order[1] for s in rest if s.priority == priority]
+                start = (max(lasts) if lasts else 0.0) + 1
+            for offset, slot in enumerate(moving):
+                slot.priority, slot.rank = priority, start + offset
+                changed.append(slot)
+        else:
+            step = -1 if where is QueueMove.UP else 1
+            sequence = order if step < 0 else list(reversed(order))
+            # Walk towards the target end; each chosen task swaps with the unchosen
+            # neighbour ahead of it (a block of chosen tasks moves together).
+            for index in range(1, len(sequence)):
+                slot, ahead = sequence[index], sequence[index - 1]
+                if slot.id in chosen and ahead.id not in chosen:
+                    slot_key, ahead_key = slot.order, ahead.order
+                    slot.priority, slot.rank = -ahead_key[0], ahead_key[1]
+                    ahead.priority, ahead.rank = -slot_key[0], slot_key[1]
+                    sequence[index - 1], sequence[index] = slot, ahead
+                    changed += [slot, ahead]
+        for slot in changed:
+            self._enqueue(slot)
+        unique = {s.id: s for s in changed}
+        return [QueuePlace(s.id, s.priority, s.order[1]) for s in unique.values()]
+
+    def change_priority(self, task_ids: Iterable[int], delta: int) -> list[QueuePlace]:
+        """Raise (or lower) the priority of unfinished tasks; queued ones move at once."""
+        changed = []
+        for task_id in task_ids:
+            slot = self.tasks.get(task_id)
+            if slot is None or slot.state is TaskState.DONE:
+                continue
+            slot.priority += delta
+            if slot.state is TaskState.QUEUED:
+                self._enqueue(slot)
+            changed.append(QueuePlace(slot.id, slot.priority, slot.order[1]))
+        return changed
+
+    def retry(self, task_ids: Iterable[int]) -> list[int]:
+        """Requeue the given dead, refused or cancelled tasks now, with a clean failure
+        count (the author decided they are worth another try). Returns those requeued."""
+        if self.cancelled:
+            return []
+        revived = []
+        for task_id in task_ids:
+            slot = self.tasks.get(task_id)
+            if slot is None or slot.state not in _RETRYABLE:
+                continue
+            self._set_state(slot, TaskState.QUEUED)
+            slot.failures = 0
+            slot.not_before = 0.0
+            slot.cancel_requested = False
+            self._enqueue(slot)
+            revived.append(slot.id)
+        return revived
+
     def retry_dead(self, *, include_refused: bool = False) -> list[int]:
         """Requeue dead (and refused) tasks; nothing in a cancelled job, which never runs."""
         if self.cancelled:
@@ -436,11 +561,17 @@ class Scheduler:
 
     def all_workers_blocked(self) -> bool:
         """Every worker waits for something only a person can do (a login)."""
-        return bool(self.workers) and all(w.blocked_reason for w in self.workers.values())
+        return bool(self.workers) and all(
+            w.blocked_reason or w.worker_id in self.held_workers for w in self.workers.values()
+        )
 
     def earliest_cooldown_end(self, now: float) -> float | None:
         """When every usable account is cooling down, the moment the first one is back."""
-        accounts = {w.account_id for w in self.workers.values() if not w.blocked_reason}
+        accounts = {
+            w.account_id
+            for w in self.workers.values()
+            if not w.blocked_reason and w.worker_id not in self.held_workers
+        }
         if not accounts or any(self.account_available(a, now) for a in accounts):
             return None
         return min(self.cooldowns[a] for a in accounts)

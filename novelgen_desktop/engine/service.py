@@ -28,6 +28,7 @@ from novelgen_desktop.engine.jobs import JobOptions, create_job
 from novelgen_desktop.engine.model import JobState, TaskState, WorkerOutcome, WorkerResult
 from novelgen_desktop.engine.recovery import open_store, reconcile_job
 from novelgen_desktop.engine.runner import JobRunner, RunSettings, planned_relative
+from novelgen_desktop.engine.scheduler import QueueMove, QueuePlace, Scheduler, TaskSlot
 from novelgen_desktop.engine.worker import Worker
 from novelgen_desktop.errors import ConfigError, OutputError
 from novelgen_desktop.output.imagecheck import InvalidImageError, inspect_image
@@ -36,7 +37,14 @@ from novelgen_desktop.output.writer import OutputExistsError, write_image_atomic
 from novelgen_desktop.paths import DataPaths
 from novelgen_desktop.prompts.model import PromptSpec, SourceLocation
 from novelgen_desktop.store.database import Store
-from novelgen_desktop.store.records import JobRecord
+from novelgen_desktop.store.records import (
+    EventLogged,
+    JobRecord,
+    JobUpdated,
+    TaskQueuePlaced,
+    TaskRecord,
+    TaskRequeued,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +96,32 @@ class JobView:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskRow:
+    """One task as the task table shows it (live for the running job)."""
+
+    task_id: int
+    seq: int
+    chapter: str | None
+    page: int | None
+    panel: int | None
+    variant: int
+    prompt: str
+    state: TaskState
+    attempts: int
+    failures: int
+    worker_id: str | None
+    duration: float | None  # seconds of the successful attempt
+    error_kind: str | None
+    error: str | None
+    priority: int
+    queue_position: int | None  # 1 = next to be dispatched; None when not queued
+    planned_path: str
+    output_path: str | None
+    source: str | None
+    finished_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class ErrorGroupView:
     kind: str
     message: str
@@ -128,6 +162,9 @@ class JobService:
         self._starting_job: str | None = None
         self._started = asyncio.Event()
         self._changed_callbacks: list[Callable[[], None]] = []
+        self._event_callbacks: list[Callable[[EventLogged], None]] = []
+        # Workers the author paused: every job's runner keeps away from them.
+        self.held_workers: set[str] = set()
         # Per-worker figures of the last run of each job (a finished job's final progress
         # still says who did what); bounded.
         self._last_workers: dict[str, tuple[WorkerView, ...]] = {}
@@ -176,6 +213,56 @@ class JobService:
     def remove_on_change(self, callback: Callable[[], None]) -> None:
         with contextlib.suppress(ValueError):
             self._changed_callbacks.remove(callback)
+
+    def on_event(self, callback: Callable[[EventLogged], None]) -> None:
+        """Call ``callback`` with every engine event as it happens (the GUI's log)."""
+        self._event_callbacks.append(callback)
+
+    def remove_on_event(self, callback: Callable[[EventLogged], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._event_callbacks.remove(callback)
+
+    def _emit(self, event: EventLogged) -> None:
+        for callback in self._event_callbacks:
+            try:
+                callback(event)
+            except Exception:  # a view must never break the service
+                log.exception("event callback failed")
+
+    def log_event(
+        self,
+        level: str,
+        kind: str,
+        message: str,
+        *,
+        job_id: str | None = None,
+        worker_id: str | None = None,
+        task_id: int | None = None,
+    ) -> None:
+        """Record an event that no job runner logs (a job submitted, a worker connected) and
+        tell the subscribers at once; the store write happens on the store thread."""
+        event = EventLogged(
+            ts=self.clock(),
+            level=level,
+            kind=kind,
+            message=message,
+            job_id=job_id,
+            worker_id=worker_id,
+            task_id=task_id,
+        )
+        self._emit(event)
+        if self._store is not None:
+            store = self._store
+            with contextlib.suppress(RuntimeError):  # the store thread is shutting down
+                self._db_thread.submit(store.apply, [event])
+
+    def last_worker_views(self) -> tuple[WorkerView, ...]:
+        """Per-worker figures of the running job, or else of the job that ran last."""
+        if self.runner is not None:
+            return self._worker_views(self.runner)
+        if self._last_workers:
+            return next(reversed(self._last_workers.values()))
+        return ()
 
     def _changed(self) -> None:
         for callback in self._changed_callbacks:
@@ -312,6 +399,9 @@ class JobService:
         except OSError as exc:
             raise ConfigError(f"cannot create the output folder under {root}: {exc}") from exc
         log.info("job %s submitted: %d task(s)", job.id, count)
+        self.log_event(
+            "info", "job_submitted", f"job {job.name} submitted: {count} task(s)", job_id=job.id
+        )
         self._wake.set()
         self._changed()
         return job, count
@@ -453,6 +543,201 @@ class JobService:
         self._changed()
         return JobState.CANCELLED
 
+    # --- the author's queue actions (GUI) --------------------------------------------------
+
+    async def _editable_job(self, job_id: str) -> JobRecord:
+        job = await self.find_job(job_id)
+        if job.state is JobState.CANCELLED and not self._is_active(job.id):
+            raise ConfigError(f"job {job.id} is cancelled; its tasks cannot change")
+        return job
+
+    def _locked_store_change(
+        self, job: JobRecord, change: Callable[[list[TaskRecord]], list[Any]]
+    ) -> list[Any]:
+        """Run ``change`` over the tasks of a job that is not running, under its lock (a
+        ``novelgen run`` in another process may hold it) and apply the operations it returns
+        in one transaction."""
+        with JobLock(self.paths.job_lock(job.id), job.id):
+            ops = change(self.store.load_tasks(job.id))
+            if ops:
+                self.store.apply(ops)
+            return ops
+
+    async def _offline(
+        self, job: JobRecord, change: Callable[[list[TaskRecord]], list[Any]]
+    ) -> list[Any]:
+        try:
+            return await self._in_thread(self._locked_store_change, job, change)
+        except JobBusyError as exc:
+            raise ConfigError(str(exc)) from exc
+
+    async def move_tasks(self, job_id: str, task_ids: Sequence[int], where: QueueMove) -> int:
+        """Move queued tasks to the top/bottom of the queue or one place up/down; returns
+        how many tasks changed place."""
+        job = await self._editable_job(job_id)
+        if self._is_active(job.id) and self.runner is not None:
+            moved = self.runner.move_tasks(task_ids, where)
+        else:
+
+            def change(tasks: list[TaskRecord]) -> list[Any]:
+                places = _offline_scheduler(tasks).move(task_ids, where)
+                return [TaskQueuePlaced(p.task_id, p.priority, p.rank) for p in places]
+
+            moved = len(await self._offline(job, change))
+        self._changed()
+        return moved
+
+    async def change_priority(self, job_id: str, task_ids: Sequence[int], delta: int) -> int:
+        job = await self._editable_job(job_id)
+        if self._is_active(job.id) and self.runner is not None:
+            changed = self.runner.change_priority(task_ids, delta)
+        else:
+
+            def change(tasks: list[TaskRecord]) -> list[Any]:
+                places = _offline_scheduler(tasks).change_priority(task_ids, delta)
+                return [TaskQueuePlaced(p.task_id, p.priority, p.rank) for p in places]
+
+            changed = len(await self._offline(job, change))
+        self._changed()
+        return changed
+
+    async def retry_tasks(
+        self, job_id: str, task_ids: Sequence[int], *, prompt: str | None = None
+    ) -> list[int]:
+        """Requeue dead, refused or cancelled tasks (optionally with an edited prompt). A
+        finished job runs again for them; a paused one stays paused."""
+        if prompt is not None:
+            prompt = prompt.strip()
+            if not prompt:
+                raise ConfigError("the edited prompt is empty")
+        job = await self._editable_job(job_id)
+        if self._is_active(job.id) and self.runner is not None:
+            revived = self.runner.retry_tasks(task_ids, prompt=prompt)
+        else:
+
+            def change(tasks: list[TaskRecord]) -> list[Any]:
+                revived = _offline_scheduler(tasks).retry(task_ids)
+                ops: list[Any] = [TaskRequeued(task_id, prompt) for task_id in revived]
+                if ops and job.state in (JobState.FINISHED, JobState.INCOMPLETE):
+                    ops.append(JobUpdated(job.id, JobState.RUNNING))
+                return ops
+
+            ops = await self._offline(job, change)
+            revived = [op.task_id for op in ops if isinstance(op, TaskRequeued)]
+            if revived and job.state in (JobState.FINISHED, JobState.INCOMPLETE):
+                if job.settings.get("origin") != ORIGIN_HUB:
+                    settings = {**job.settings, "origin": ORIGIN_HUB}
+                    await self._in_thread(self.store.set_job_settings, job.id, settings)
+                self._busy_jobs.discard(job.id)
+                self._wake.set()
+        if revived:
+            log.info("job %s: %d task(s) requeued by the author", job.id, len(revived))
+        self._changed()
+        return revived
+
+    async def retry_all_dead(self, job_id: str, *, include_refused: bool = False) -> list[int]:
+        states = {TaskState.DEAD, TaskState.REFUSED} if include_refused else {TaskState.DEAD}
+        rows = await self.task_rows(job_id)
+        return await self.retry_tasks(job_id, [r.task_id for r in rows if r.state in states])
+
+    async def edit_prompt(self, job_id: str, task_id: int, prompt: str) -> None:
+        """Give a task that did not produce an image (refused, dead, cancelled) a new prompt
+        and queue it again. ConfigError if the task is not one of those."""
+        revived = await self.retry_tasks(job_id, [task_id], prompt=prompt)
+        if not revived:
+            rows = {r.task_id: r for r in await self.task_rows(job_id)}
+            row = rows.get(task_id)
+            state = row.state.value if row is not None else "not in this job"
+            raise ConfigError(
+                f"task {task_id} is {state}: only a refused, dead or cancelled task can be "
+                "edited and requeued"
+            )
+
+    def hold_worker(self, worker_id: str, held: bool) -> None:
+        """Pause (or resume) dispatch to one worker, in this job and the next ones."""
+        if held:
+            self.held_workers.add(worker_id)
+        else:
+            self.held_workers.discard(worker_id)
+        if self.runner is not None:
+            self.runner.hold_worker(worker_id, held)
+        self._wake.set()
+        self._changed()
+
+    async def task_rows(self, job_id: str) -> list[TaskRow]:
+        """Every task of a job for the task table: the store's rows, overlaid with the
+        scheduler's live state when the job runs (the store lags by one group commit)."""
+        job = await self.find_job(job_id)
+
+        def read() -> tuple[list[TaskRecord], dict[int, float]]:
+            return self.store.load_tasks(job.id), self.store.task_durations(job.id)
+
+        tasks, durations = await self._in_thread(read)
+        runner = self.runner if self._is_active(job.id) else None
+        if runner is not None:
+            order = runner.scheduler.queue_order()
+        else:
+            order = [t.id for t in _queued_in_order(tasks)]
+        positions = {task_id: index for index, task_id in enumerate(order, start=1)}
+        rows = []
+        for task in tasks:
+            state, attempts, failures, priority = (
+                task.state,
+                task.attempts,
+                task.failures,
+                task.priority,
+            )
+            worker = task.worker_id
+            prompt = task.prompt
+            if runner is not None:
+                slot = runner.scheduler.tasks.get(task.id)
+                if slot is not None:
+                    state, attempts, failures, priority = (
+                        slot.state,
+                        slot.attempts,
+                        slot.failures,
+                        slot.priority,
+                    )
+                lease = runner.scheduler.leases.get(task.id)
+                if lease is not None:
+                    worker = lease.worker_id
+                live = runner.tasks.get(task.id)
+                if live is not None:
+                    prompt = live.prompt
+            rows.append(
+                TaskRow(
+                    task_id=task.id,
+                    seq=task.seq,
+                    chapter=task.chapter,
+                    page=task.page,
+                    panel=task.panel,
+                    variant=task.variant,
+                    prompt=prompt,
+                    state=state,
+                    attempts=attempts,
+                    failures=failures,
+                    worker_id=worker,
+                    duration=durations.get(task.id),
+                    error_kind=task.last_error_kind,
+                    error=task.last_error,
+                    priority=priority,
+                    queue_position=positions.get(task.id),
+                    planned_path=task.planned_path,
+                    output_path=task.output_path,
+                    source=task.source,
+                    finished_at=task.finished_at,
+                )
+            )
+        return rows
+
+    async def recent_events(
+        self, job_id: str | None = None, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        """Logged events, oldest first: of one job, or of every job."""
+        if job_id is None:
+            return await self._in_thread(lambda: self.store.recent_events(limit=limit))
+        return await self._in_thread(lambda: self.store.events(job_id, limit=limit))
+
     # --- views ----------------------------------------------------------------------------
 
     def _remember_workers(self, job_id: str, views: tuple[WorkerView, ...]) -> None:
@@ -582,14 +867,25 @@ class JobService:
                 cooldowns=cooldowns,
                 clock=self.clock,
             )
+            runner.on_event = self._emit
+            for worker_id in self.held_workers:
+                runner.scheduler.hold_worker(worker_id, True)
             self.runner, self.active_job = runner, job
             self._started.set()
             if self._stopping:  # stop() came while the job was being reconciled
                 runner.request_stop()
             self._changed()
             log.info("job %s started", job.id)
+            self.log_event("info", "job_started", f"job {job.name} started", job_id=job.id)
             summary = await runner.run()
             log.info("job %s stopped: %s", job.id, summary.state.value)
+            self.log_event(
+                "info" if summary.state is JobState.FINISHED else "warning",
+                f"job_{summary.state.value}",
+                f"job {job.name} {summary.state.value}: "
+                f"{summary.counts[TaskState.DONE]}/{len(runner.tasks)} done",
+                job_id=job.id,
+            )
         finally:
             self._starting_job = None
             self._started.set()
@@ -601,6 +897,37 @@ class JobService:
                 self._resume_when_stopped.discard(job.id)
                 await self._in_thread(self.store.set_job_state, job.id, JobState.RUNNING)
             self._changed()
+
+
+def _slots(tasks: Sequence[TaskRecord]) -> list[TaskSlot]:
+    return [
+        TaskSlot(
+            id=t.id,
+            seq=t.seq,
+            priority=t.priority,
+            state=t.state,
+            attempts=t.attempts,
+            failures=t.failures,
+            not_before=t.not_before,
+            rank=t.queue_rank,
+        )
+        for t in tasks
+    ]
+
+
+def _offline_scheduler(tasks: Sequence[TaskRecord]) -> Scheduler:
+    """A scheduler over a stored job that is not running: the same queue rules decide."""
+    scheduler = Scheduler()
+    scheduler.load(_slots(tasks))
+    return scheduler
+
+
+def _queued_in_order(tasks: Sequence[TaskRecord]) -> list[TaskRecord]:
+    queued = [t for t in tasks if t.state in (TaskState.QUEUED, TaskState.LEASED)]
+    return sorted(
+        queued,
+        key=lambda t: (-t.priority, t.seq if t.queue_rank is None else t.queue_rank, t.id),
+    )
 
 
 def _cooling(runner: JobRunner, account_id: str, now: float) -> float | None:
@@ -629,7 +956,10 @@ __all__ = [
     "ErrorGroupView",
     "JobService",
     "JobView",
+    "QueueMove",
+    "QueuePlace",
     "ServiceSettings",
+    "TaskRow",
     "WorkerView",
     "specs_from_prompts",
 ]

@@ -528,6 +528,12 @@ class Hub:
         )
         if self.service is not None and not self._stopping:
             self.service.add_worker(worker)
+            self.service.log_event(
+                "info",
+                "worker_connected",
+                f"worker {worker.worker_id} connected ({worker.kind}, account {worker.account_id})",
+                worker_id=worker.worker_id,
+            )
         await self._notify()
 
     def _session_ended(self, session: Session) -> None:
@@ -542,6 +548,14 @@ class Hub:
                 session.ws.close_code,
             )
             session.worker.detach(session, "connection lost")
+            if self.service is not None and not self._stopping:
+                self.service.log_event(
+                    "warning" if session.ws.close_code not in (1000, 1001) else "info",
+                    "worker_disconnected",
+                    f"worker {session.worker.worker_id} disconnected "
+                    f"(close code {session.ws.close_code})",
+                    worker_id=session.worker.worker_id,
+                )
             with contextlib.suppress(RuntimeError):
                 task = asyncio.get_running_loop().create_task(self._notify())
                 self._tasks.add(task)

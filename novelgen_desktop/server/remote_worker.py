@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -72,6 +73,7 @@ class RemoteWorker:
         self.last_progress: Progress | None = None
         self.last_status: Status | None = None
         self.instance_id: str | None = None
+        self.tab_id: str | None = None  # the browser tab it drives, from its hello
         self.restarts = 0  # reconnections under a new instance id
         self._said_goodbye = False  # the last connection ended with a bye other than restart
         self.connections = 0
@@ -93,6 +95,14 @@ class RemoteWorker:
     @property
     def connected(self) -> bool:
         return self.session is not None
+
+    @property
+    def last_heard(self) -> float | None:
+        """Wall-clock time of the last frame from this worker (None while disconnected)."""
+        session = self.session
+        if session is None:
+            return None
+        return time.time() - (time.monotonic() - session.last_received)
 
     @property
     def busy(self) -> bool:
@@ -165,6 +175,7 @@ class RemoteWorker:
         ):
             self.restarts += 1
         self.instance_id = hello.instance_id
+        self.tab_id = hello.tab_id
         self.connections += 1
         self.last_status = None  # a new connection reports its own health
         self._detached_at = None

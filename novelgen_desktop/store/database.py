@@ -29,7 +29,9 @@ from novelgen_desktop.store.records import (
     JobUpdated,
     StoreOp,
     TaskCompleted,
+    TaskQueuePlaced,
     TaskRecord,
+    TaskRequeued,
     TaskUpdated,
     WorkerSeen,
 )
@@ -37,7 +39,7 @@ from novelgen_desktop.store.records import (
 _TASK_COLUMNS = (
     "id, job_id, seq, prompt, planned_path, state, chapter, page, panel, variant, priority, "
     "characters, style, metadata, source, attempts, failures, not_before, last_error_kind, "
-    "last_error, output_path, sha256, size, done_attempt, finished_at, worker_id"
+    "last_error, output_path, sha256, size, done_attempt, finished_at, worker_id, queue_rank"
 )
 _JOB_COLUMNS = (
     "id, name, created_at, updated_at, state, out_dir, naming_template, sources, settings, "
@@ -113,7 +115,7 @@ def _task_from_row(row: Sequence[Any]) -> TaskRecord:
         id_, job_id, seq, prompt, planned_path, state, chapter, page, panel, variant,
         priority, characters, style, metadata, source, attempts, failures, not_before,
         last_error_kind, last_error, output_path, sha256, size, done_attempt, finished_at,
-        worker_id,
+        worker_id, queue_rank,
     ) = row  # fmt: skip
     return TaskRecord(
         id=id_,
@@ -142,6 +144,7 @@ def _task_from_row(row: Sequence[Any]) -> TaskRecord:
         done_attempt=done_attempt,
         finished_at=finished_at,
         worker_id=worker_id,
+        queue_rank=queue_rank,
     )
 
 
@@ -177,6 +180,7 @@ def task_values(task: TaskRecord) -> tuple[Any, ...]:
         task.done_attempt,
         task.finished_at,
         task.worker_id,
+        task.queue_rank,
     )
 
 
@@ -460,6 +464,29 @@ class Store:
             for r in reversed(rows)
         ]
 
+    def recent_events(self, *, limit: int = 500) -> list[dict[str, Any]]:
+        """The newest events of every job (and of none), oldest first: the desktop's log."""
+        rows = self._conn.execute(
+            "SELECT ts, job_id, level, kind, worker_id, task_id, message, data FROM events "
+            "ORDER BY id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [
+            {**dict(r), "data": json.loads(r["data"]) if r["data"] else None}
+            for r in reversed(rows)
+        ]
+
+    def task_durations(self, job_id: str) -> dict[int, float]:
+        """Seconds the successful attempt of each done task took (one query for a whole
+        job: the task table shows it for 10,000 rows)."""
+        rows = self._conn.execute(
+            "SELECT a.task_id, a.ended_at - a.started_at FROM attempts a "
+            "JOIN tasks t ON t.id = a.task_id "
+            "WHERE t.job_id = ? AND a.outcome = 'done' AND a.ended_at IS NOT NULL",
+            (job_id,),
+        ).fetchall()
+        return {task_id: max(0.0, seconds) for task_id, seconds in rows}
+
     def error_summary(self, job_id: str) -> list[tuple[str, str, int]]:
         """Failed attempts grouped by (kind, message), most frequent first."""
         rows = self._conn.execute(
@@ -612,6 +639,18 @@ def _apply_one(conn: sqlite3.Connection, op: StoreOp) -> None:
             )
             if cursor.rowcount != 1:
                 raise StoreError(f"task {op.task_id} completed twice (attempt {op.attempt})")
+        case TaskQueuePlaced():
+            conn.execute(
+                "UPDATE tasks SET priority = ?, queue_rank = ? WHERE id = ?",
+                (op.priority, op.queue_rank, op.task_id),
+            )
+        case TaskRequeued():
+            conn.execute(
+                "UPDATE tasks SET state = 'queued', failures = 0, not_before = 0, "
+                "prompt = COALESCE(?, prompt) "
+                "WHERE id = ? AND state IN ('dead', 'refused', 'cancelled')",
+                (op.prompt, op.task_id),
+            )
         case JobUpdated():
             conn.execute(
                 "UPDATE jobs SET state = ?, updated_at = ? WHERE id = ?",

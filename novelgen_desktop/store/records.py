@@ -60,6 +60,7 @@ class TaskRecord:
     done_attempt: int | None = None
     finished_at: float | None = None
     worker_id: str | None = None
+    queue_rank: float | None = None  # the author's queue position; None: script order
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +130,24 @@ class TaskCompleted:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskQueuePlaced:
+    """The author moved a task in the queue or changed its priority."""
+
+    task_id: int
+    priority: int
+    queue_rank: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRequeued:
+    """The author sent a finished-without-image task (dead, refused, cancelled) back to the
+    queue, possibly with an edited prompt."""
+
+    task_id: int
+    prompt: str | None = None  # None: unchanged
+
+
+@dataclass(frozen=True, slots=True)
 class JobUpdated:
     job_id: str
     state: JobState
@@ -167,6 +186,8 @@ StoreOp = (
     | AttemptEnded
     | TaskUpdated
     | TaskCompleted
+    | TaskQueuePlaced
+    | TaskRequeued
     | JobUpdated
     | AccountCooldown
     | WorkerSeen

@@ -128,7 +128,12 @@ def _migrate_to_v1(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_to_v1,)
+def _migrate_to_v2(conn: sqlite3.Connection) -> None:
+    """The author's queue order (move to top/up/down/bottom): NULL keeps script order."""
+    conn.execute("ALTER TABLE tasks ADD COLUMN queue_rank REAL")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_to_v1, _migrate_to_v2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1,0 +1,386 @@
+"""The desktop app's engine room, without Qt: the job service, the hub the extension's tabs
+connect to, and (in demo mode) simulated tabs, all on the one asyncio loop.
+
+The GUI is a view over this object: it reads its views (jobs, tasks, workers, events) and
+calls its actions; it owns no state. Everything here runs and is tested without a display,
+and ``novelgen serve`` remains the headless twin of the same parts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from novelgen_desktop.cli import options
+from novelgen_desktop.desktop.settings import DesktopSettings
+from novelgen_desktop.engine.model import TaskState
+from novelgen_desktop.engine.runner import RunSettings
+from novelgen_desktop.engine.service import JobService, ServiceSettings
+from novelgen_desktop.errors import ConfigError
+from novelgen_desktop.paths import DataPaths
+from novelgen_desktop.prompts.issues import ImportResult
+from novelgen_desktop.prompts.loader import load_prompt_files
+from novelgen_desktop.protocol.messages import Configure
+from novelgen_desktop.server.hub import Hub
+from novelgen_desktop.server.pairing import (
+    SHIPPED_EXTENSION_ID,
+    load_or_create_token,
+    paired_extensions,
+    regenerate_token,
+)
+from novelgen_desktop.server.remote_worker import RemoteWorker
+from novelgen_desktop.sim.remote import RemoteSimWorker
+from novelgen_desktop.sim.worker import SimBehaviour
+
+log = logging.getLogger(__name__)
+
+SIM_PREFIX = "sim"
+
+
+class WorkerState:
+    """What the workers table says a worker is doing (plain strings: they are shown)."""
+
+    IDLE = "idle"
+    BUSY = "busy"
+    COOLING = "cooling down"
+    LOGIN = "login required"
+    UNHEALTHY = "unhealthy"
+    PAUSED = "paused"
+    DISCONNECTED = "disconnected"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRow:
+    """One connected (or recently seen) worker as the workers table shows it."""
+
+    worker_id: str
+    account_id: str
+    kind: str  # "extension", "sim", ...
+    tab: str | None  # the browser's tab id, when it drives one
+    state: str  # a WorkerState value
+    detail: str | None  # why (the tab's health detail, the cooldown end, ...)
+    cooling_until: float | None
+    current_task: int | None
+    done: int
+    failed: int
+    success_rate: float | None
+    mean_latency: float | None
+    p95_latency: float | None
+    last_heartbeat: float | None  # wall-clock time of the last frame from it
+    memory_bytes: int | None  # the tab's JS heap, when the worker reports it
+    held: bool
+    connected: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePreview:
+    """A finished image of a job, for the gallery."""
+
+    task_id: int
+    seq: int
+    chapter: str | None
+    page: int | None
+    panel: int | None
+    path: Path
+    prompt: str
+    finished_at: float | None
+
+
+class DesktopSession:
+    """Start, watch and stop everything the desktop window shows."""
+
+    def __init__(
+        self,
+        paths: DataPaths,
+        settings: DesktopSettings | None = None,
+        *,
+        run_settings: RunSettings | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.paths = paths.ensure()
+        self.settings = settings or DesktopSettings()
+        self.clock = clock
+        base = run_settings or options.run_settings({}, wait_for_workers=True)
+        writer = replace(base.writer, snapshot_every=self.settings.checkpoint_interval)
+        self.service = JobService(
+            paths,
+            ServiceSettings(
+                run=replace(base, writer=writer, wait_for_workers=True),
+                out_root=self.settings.output_root(paths),
+                naming_template=self.settings.naming_template,
+            ),
+            clock=clock,
+        )
+        self.token = load_or_create_token(paths)
+        self.hub: Hub | None = None
+        self.port: int | None = None
+        self.sim_workers: list[RemoteSimWorker] = []
+        self._sim_stop = asyncio.Event()
+        self._sim_task: asyncio.Task[list[RemoteSimWorker]] | None = None
+        self._sim_behaviour: SimBehaviour | None = None
+        self.started = False
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self, *, port: int | None = None, simulate: bool | None = None) -> None:
+        """Open the store, listen for tabs (``port`` 0: any free port) and, in demo mode,
+        connect the simulated tabs. ConfigError when the port is taken."""
+        await self.service.start()
+        extensions = paired_extensions(self.paths)
+        if SHIPPED_EXTENSION_ID not in extensions:
+            extensions.append(SHIPPED_EXTENSION_ID)
+        self.hub = Hub(
+            self.token,
+            extension_ids=extensions,
+            service=self.service,
+            browser_config=Configure(tabs=self.settings.default_workers),
+        )
+        wanted = self.settings.hub_port if port is None else port
+        try:
+            self.port = await self.hub.start("127.0.0.1", wanted)
+        except OSError as exc:
+            await self.service.stop()
+            raise ConfigError(
+                f"cannot listen on 127.0.0.1:{wanted}: {exc.strerror or exc} (another NovelGen "
+                "running? change the hub port in Settings)"
+            ) from exc
+        self.started = True
+        log.info("desktop hub listening on %s", self.hub_url)
+        if self.settings.simulate if simulate is None else simulate:
+            self.start_simulated_workers(self.settings.default_workers)
+
+    async def stop(self) -> None:
+        """Quit cleanly: stop dispatch, let images in flight land (within the run's stop
+        grace), write the job's snapshot, say bye to every tab, close the store."""
+        if not self.started:
+            return
+        self.started = False
+        if self.hub is not None:
+            await self.hub.stop()  # stops the running job first: its workers may still deliver
+        await self._stop_simulated_workers()
+        await self.service.close()
+
+    @property
+    def hub_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+    # --- demo workers ---------------------------------------------------------------------
+
+    def start_simulated_workers(self, count: int, behaviour: SimBehaviour | None = None) -> None:
+        """Connect ``count`` simulated tabs over the real protocol (the demo without ChatGPT,
+        and what the GUI's benchmark drives). Replaces any running ones."""
+        if self.hub is None:
+            raise RuntimeError("the session is not started")
+        from novelgen_desktop.sim.remote import run_sim_workers  # noqa: PLC0415
+
+        self._sim_behaviour = behaviour or SimBehaviour(
+            latency_median=self.settings.sim_latency, latency_sigma=0.3, seed=int(self.clock())
+        )
+        if self._sim_task is not None and not self._sim_task.done():
+            raise RuntimeError("simulated workers are running: stop them first")
+        self._sim_stop = asyncio.Event()
+        self.sim_workers = [RemoteSimWorker() for _ in range(count)]
+        self._sim_task = asyncio.create_task(
+            run_sim_workers(
+                self.hub_url,
+                self.token,
+                count,
+                self._sim_behaviour,
+                stop=self._sim_stop,
+                workers=self.sim_workers,
+                prefix=SIM_PREFIX,
+            ),
+            name="sim-workers",
+        )
+
+    async def _stop_simulated_workers(self) -> None:
+        self._sim_stop.set()
+        if self._sim_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._sim_task, 10.0)
+            self._sim_task = None
+        self.sim_workers = []
+
+    async def set_simulated_workers(self, count: int) -> None:
+        """Run exactly ``count`` simulated tabs (0: none)."""
+        await self._stop_simulated_workers()
+        if count > 0:
+            self.start_simulated_workers(count, self._sim_behaviour)
+
+    # --- jobs -----------------------------------------------------------------------------
+
+    def preview_files(self, files: Sequence[str | Path]) -> ImportResult:
+        """Parse dropped files without creating anything (the preview dialog)."""
+        return load_prompt_files([str(f) for f in files])
+
+    async def create_job(
+        self,
+        name: str,
+        result: ImportResult,
+        *,
+        out_root: Path | None = None,
+        naming: str | None = None,
+        priority: int = 0,
+    ) -> str:
+        """Create and queue a job from a preview without errors; returns its id."""
+        if result.errors:
+            first = result.errors[0]
+            where = f"{first.file}:{first.line}" if first.line else first.file
+            raise ConfigError(
+                f"{len(result.errors)} error(s) in the prompt files, first at {where}: "
+                f"{first.message}"
+            )
+        job, _count = await self.service.submit(
+            name.strip() or "job",
+            result.specs,
+            out_root=out_root,
+            naming=naming,
+            priority=priority,
+            sources=list(result.format_by_file),
+        )
+        return job.id
+
+    async def finished_images(self, job_id: str) -> list[ImagePreview]:
+        """The job's images on disk, in script order (the gallery)."""
+        job = await self.service.find_job(job_id)
+        rows = await self.service.task_rows(job_id)
+        out_dir = Path(job.out_dir)
+        return [
+            ImagePreview(
+                task_id=r.task_id,
+                seq=r.seq,
+                chapter=r.chapter,
+                page=r.page,
+                panel=r.panel,
+                path=out_dir / r.output_path,
+                prompt=r.prompt,
+                finished_at=r.finished_at,
+            )
+            for r in sorted(rows, key=lambda r: r.seq)
+            if r.state is TaskState.DONE and r.output_path
+        ]
+
+    async def regenerate(self, job_id: str, task_id: int) -> None:
+        """Draw a finished panel again: its image is set aside (renamed ``.replaced-N``,
+        never deleted: it was paid for) and the task goes back to the queue."""
+        raise ConfigError("regenerate: not available yet")
+
+    # --- workers --------------------------------------------------------------------------
+
+    def _remote_workers(self) -> list[RemoteWorker]:
+        return list(self.hub.workers.values()) if self.hub is not None else []
+
+    def worker_rows(self) -> list[WorkerRow]:
+        """Every worker the hub knows (connected ones first), with this run's figures."""
+        now = self.clock()
+        runner = self.service.runner
+        stats = {v.worker_id: v for v in self.service.last_worker_views()}
+        cooldowns = runner.scheduler.cooldowns if runner is not None else {}
+        leases = runner.scheduler.leases if runner is not None else {}
+        held = self.service.held_workers
+        current: dict[str, int] = {lease.worker_id: tid for tid, lease in leases.items()}
+        rows = []
+        for worker in self._remote_workers():
+            status = worker.last_status
+            stat = stats.get(worker.worker_id)
+            until = cooldowns.get(worker.account_id)
+            cooling = until if until is not None and until > now else None
+            health = status.tab_health.value if status is not None else None
+            detail = status.detail if status is not None else None
+            if not worker.connected:
+                state = WorkerState.DISCONNECTED
+            elif health == "logged_out":
+                state = WorkerState.LOGIN
+            elif health not in (None, "ok", "loading"):
+                state = WorkerState.UNHEALTHY
+                detail = detail or health
+            elif worker.worker_id in held:
+                state = WorkerState.PAUSED
+            elif cooling is not None:
+                state = WorkerState.COOLING
+            elif worker.worker_id in current or worker.busy:
+                state = WorkerState.BUSY
+            else:
+                state = WorkerState.IDLE
+            rows.append(
+                WorkerRow(
+                    worker_id=worker.worker_id,
+                    account_id=worker.account_id,
+                    kind=worker.kind,
+                    tab=worker.tab_id,
+                    state=state,
+                    detail=detail,
+                    cooling_until=cooling,
+                    current_task=current.get(worker.worker_id),
+                    done=stat.done if stat else 0,
+                    failed=stat.failed if stat else 0,
+                    success_rate=stat.success_rate if stat else None,
+                    mean_latency=stat.mean_latency if stat else None,
+                    p95_latency=stat.p95_latency if stat else None,
+                    last_heartbeat=worker.last_heard,
+                    memory_bytes=status.memory_bytes if status is not None else None,
+                    held=worker.worker_id in held,
+                    connected=worker.connected,
+                )
+            )
+        rows.sort(key=lambda r: (not r.connected, r.worker_id))
+        return rows
+
+    def pause_worker(self, worker_id: str) -> None:
+        self.service.hold_worker(worker_id, True)
+
+    def resume_worker(self, worker_id: str) -> None:
+        self.service.hold_worker(worker_id, False)
+
+    async def set_browser_tabs(self, tabs: int) -> None:
+        """Ask every connected browser to run ``tabs`` ChatGPT tabs (1–10); simulated tabs
+        in demo mode follow the same number."""
+        if not 1 <= tabs <= 10:
+            raise ConfigError(f"tabs: expected 1 to 10, got {tabs}")
+        self.settings = replace(self.settings, default_workers=tabs)
+        if self.hub is not None:
+            await self.hub.configure_browsers(Configure(tabs=tabs))
+        if self._sim_task is not None:
+            await self.set_simulated_workers(tabs)
+
+    def browser_tab_count(self) -> int:
+        return self.settings.default_workers
+
+    async def close_tab(self, worker_id: str) -> None:
+        """Close one tab: a browser tab is released by asking its browser for one tab fewer
+        (its last slot closes; an attempt in it is given back to the queue at once); a
+        simulated tab disconnects."""
+        row = next((w for w in self._remote_workers() if w.worker_id == worker_id), None)
+        if row is None:
+            raise ConfigError(f"no worker {worker_id!r} is connected")
+        if worker_id.startswith(f"{SIM_PREFIX}-") and self._sim_task is not None:
+            await self.set_simulated_workers(max(0, len(self.sim_workers) - 1))
+            return
+        await self.set_browser_tabs(max(1, self.settings.default_workers - 1))
+
+    # --- pairing --------------------------------------------------------------------------
+
+    def pairing_link(self) -> str:
+        """Open in the Chrome profile with the extension: it fills in hub and token."""
+        return (
+            f"chrome-extension://{SHIPPED_EXTENSION_ID}/options/options.html"
+            f"#hub={self.hub_url}&token={self.token}"
+        )
+
+    async def regenerate_token(self) -> str:
+        """A new pairing token: every connected tab is disconnected and must be paired again
+        (the old token may have leaked)."""
+        self.token = regenerate_token(self.paths)
+        if self.hub is not None:
+            self.hub.token = self.token
+            for session in list(self.hub.sessions):
+                await session.close(1008, "the pairing token changed")
+        return self.token
+
+
+__all__ = ["DesktopSession", "ImagePreview", "WorkerRow", "WorkerState"]

@@ -1,0 +1,62 @@
+"""GUI test fixtures: a qasync loop on pytest-qt's QApplication and a started desktop session
+(real job service, real hub on a free port, simulated tabs over the real protocol)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+
+import qasync
+
+from novelgen_desktop.desktop.session import DesktopSession
+from novelgen_desktop.desktop.settings import DesktopSettings
+from novelgen_desktop.gui.qt import QtWidgets
+from novelgen_desktop.paths import resolve_data_dir
+
+T = TypeVar("T")
+
+
+@pytest.fixture
+def qloop(qapp: QtWidgets.QApplication) -> Iterator[asyncio.AbstractEventLoop]:
+    """asyncio on the Qt event loop, as in the app (one loop for hub, engine and widgets)."""
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    try:
+        yield loop
+    finally:
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+@pytest.fixture
+def run(qloop: asyncio.AbstractEventLoop) -> Callable[[Awaitable[T]], T]:
+    """Run a coroutine to completion on the qasync loop (widgets keep painting meanwhile)."""
+
+    def runner(awaitable: Awaitable[T]) -> T:
+        return qloop.run_until_complete(awaitable)
+
+    return runner
+
+
+def make_settings(**changes: Any) -> DesktopSettings:
+    base = DesktopSettings(hub_port=0, sim_latency=0.05, default_workers=2, notifications=False)
+    return base.__class__(**{**{f: getattr(base, f) for f in base.__slots__}, **changes})
+
+
+@pytest.fixture
+def session(run: Callable[[Awaitable[Any]], Any]) -> Iterator[DesktopSession]:
+    """A started session on a free port, no simulated tabs yet (tests start them)."""
+    desktop = DesktopSession(resolve_data_dir(None), make_settings())
+    run(desktop.start(port=0, simulate=False))
+    try:
+        yield desktop
+    finally:
+        run(desktop.stop())
