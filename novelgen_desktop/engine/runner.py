@@ -309,25 +309,30 @@ class JobRunner:
 
     # --- the author's queue actions (GUI, protocol clients) --------------------------------
 
+    @property
+    def winding_down(self) -> bool:
+        """Stopping or finished: a change now might not be recorded (the writer closes)."""
+        return self._stopping or self._finished.is_set()
+
     def _placed(self, places: list[QueuePlace]) -> None:
         for place in places:
             task = self.tasks[place.task_id]
             task.priority, task.queue_rank = place.priority, place.rank
             self.writer.submit(TaskQueuePlaced(place.task_id, place.priority, place.rank))
 
-    def move_tasks(self, task_ids: Sequence[int], where: QueueMove) -> int:
-        """Move queued tasks in the queue; returns how many tasks changed place."""
+    def move_tasks(self, task_ids: Sequence[int], where: QueueMove) -> list[int]:
+        """Move queued tasks in the queue; returns the tasks that changed place."""
         places = self.scheduler.move(task_ids, where)
         self._placed(places)
         if places:
             self._event("info", "queue_moved", f"{len(task_ids)} task(s) moved {where.value}")
-        return len(places)
+        return [p.task_id for p in places]
 
-    def change_priority(self, task_ids: Sequence[int], delta: int) -> int:
+    def change_priority(self, task_ids: Sequence[int], delta: int) -> list[int]:
         places = self.scheduler.change_priority(task_ids, delta)
         self._placed(places)
         self._notify()
-        return len(places)
+        return [p.task_id for p in places]
 
     def retry_tasks(self, task_ids: Sequence[int], *, prompt: str | None = None) -> list[int]:
         """Send dead, refused or cancelled tasks back to the queue (with a new prompt, for

@@ -161,6 +161,8 @@ class JobService:
         # the runner (parked, it would land after reconcile and be drawn again).
         self._starting_job: str | None = None
         self._started = asyncio.Event()
+        self._run_over = asyncio.Event()  # set when the job being run has fully stopped
+        self._gate = asyncio.Lock()  # job start vs the author's changes to a stored job
         self._changed_callbacks: list[Callable[[], None]] = []
         self._event_callbacks: list[Callable[[EventLogged], None]] = []
         # Workers the author paused: every job's runner keeps away from them.
@@ -571,35 +573,61 @@ class JobService:
         except JobBusyError as exc:
             raise ConfigError(str(exc)) from exc
 
+    async def _act(
+        self,
+        job_id: str,
+        live: Callable[[JobRunner], list[int]],
+        offline: Callable[[list[TaskRecord]], list[Any]],
+    ) -> tuple[JobRecord, list[int], bool]:
+        """Apply an action to the running job's runner (``live``) or, when the job does not
+        run, to its stored tasks (``offline`` returns store operations, applied under the
+        job's lock). Returns (job, ids of the tasks changed, whether it ran live).
+
+        The gate keeps the dispatcher from starting the job while its stored tasks change
+        (it would find its own lock taken and skip the job), and a job that is starting or
+        winding down is waited for, so an action is never applied to a runner that will
+        not record it."""
+        job = await self._editable_job(job_id)
+        for _ in range(5):
+            async with self._gate:
+                runner = self.runner if self._is_active(job.id) else None
+                if runner is not None and not runner.winding_down:
+                    return job, live(runner), True
+                if runner is None and self._starting_job != job.id:
+                    ops = await self._offline(job, offline)
+                    ids = [op.task_id for op in ops if hasattr(op, "task_id")]
+                    return job, list(dict.fromkeys(ids)), False
+                event = self._run_over if runner is not None else self._started
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), 60.0)
+        raise ConfigError(f"job {job.id} is starting or stopping; try again in a moment")
+
     async def move_tasks(self, job_id: str, task_ids: Sequence[int], where: QueueMove) -> int:
         """Move queued tasks to the top/bottom of the queue or one place up/down; returns
         how many tasks changed place."""
-        job = await self._editable_job(job_id)
-        if self._is_active(job.id) and self.runner is not None:
-            moved = self.runner.move_tasks(task_ids, where)
-        else:
 
-            def change(tasks: list[TaskRecord]) -> list[Any]:
-                places = _offline_scheduler(tasks).move(task_ids, where)
-                return [TaskQueuePlaced(p.task_id, p.priority, p.rank) for p in places]
+        def change(tasks: list[TaskRecord]) -> list[Any]:
+            places = _offline_scheduler(tasks).move(task_ids, where)
+            return [TaskQueuePlaced(p.task_id, p.priority, p.rank) for p in places]
 
-            moved = len(await self._offline(job, change))
+        _job, moved, _live = await self._act(
+            job_id, lambda runner: runner.move_tasks(task_ids, where), change
+        )
         self._changed()
-        return moved
+        return len(moved)
 
     async def change_priority(self, job_id: str, task_ids: Sequence[int], delta: int) -> int:
-        job = await self._editable_job(job_id)
-        if self._is_active(job.id) and self.runner is not None:
-            changed = self.runner.change_priority(task_ids, delta)
-        else:
+        """Raise (delta > 0) or lower the priority of unfinished tasks."""
 
-            def change(tasks: list[TaskRecord]) -> list[Any]:
-                places = _offline_scheduler(tasks).change_priority(task_ids, delta)
-                return [TaskQueuePlaced(p.task_id, p.priority, p.rank) for p in places]
+        def change(tasks: list[TaskRecord]) -> list[Any]:
+            places = _offline_scheduler(tasks).change_priority(task_ids, delta)
+            return [TaskQueuePlaced(p.task_id, p.priority, p.rank) for p in places]
 
-            changed = len(await self._offline(job, change))
+        _job, changed, _live = await self._act(
+            job_id, lambda runner: runner.change_priority(task_ids, delta), change
+        )
         self._changed()
-        return changed
+        return len(changed)
 
     async def retry_tasks(
         self, job_id: str, task_ids: Sequence[int], *, prompt: str | None = None
@@ -610,26 +638,24 @@ class JobService:
             prompt = prompt.strip()
             if not prompt:
                 raise ConfigError("the edited prompt is empty")
-        job = await self._editable_job(job_id)
-        if self._is_active(job.id) and self.runner is not None:
-            revived = self.runner.retry_tasks(task_ids, prompt=prompt)
-        else:
+        rerun = (JobState.FINISHED, JobState.INCOMPLETE)
 
-            def change(tasks: list[TaskRecord]) -> list[Any]:
-                revived = _offline_scheduler(tasks).retry(task_ids)
-                ops: list[Any] = [TaskRequeued(task_id, prompt) for task_id in revived]
-                if ops and job.state in (JobState.FINISHED, JobState.INCOMPLETE):
-                    ops.append(JobUpdated(job.id, JobState.RUNNING))
-                return ops
-
-            ops = await self._offline(job, change)
-            revived = [op.task_id for op in ops if isinstance(op, TaskRequeued)]
-            if revived and job.state in (JobState.FINISHED, JobState.INCOMPLETE):
+        def change(tasks: list[TaskRecord]) -> list[Any]:
+            revived = _offline_scheduler(tasks).retry(task_ids)
+            ops: list[Any] = [TaskRequeued(task_id, prompt) for task_id in revived]
+            job = self.store.find_job(job_id, exact=True)
+            if ops and job.state in rerun:
+                ops.append(JobUpdated(job.id, JobState.RUNNING))
                 if job.settings.get("origin") != ORIGIN_HUB:
-                    settings = {**job.settings, "origin": ORIGIN_HUB}
-                    await self._in_thread(self.store.set_job_settings, job.id, settings)
-                self._busy_jobs.discard(job.id)
-                self._wake.set()
+                    self.store.set_job_settings(job.id, {**job.settings, "origin": ORIGIN_HUB})
+            return ops
+
+        job, revived, live = await self._act(
+            job_id, lambda runner: runner.retry_tasks(task_ids, prompt=prompt), change
+        )
+        if revived and not live:
+            self._busy_jobs.discard(job.id)
+            self._wake.set()
         if revived:
             log.info("job %s: %d task(s) requeued by the author", job.id, len(revived))
         self._changed()
@@ -845,13 +871,15 @@ class JobService:
 
     async def _run(self, job: JobRecord) -> None:
         lock = JobLock(self.paths.job_lock(job.id), job.id)
-        try:
-            lock.acquire()
-        except JobBusyError as exc:
-            log.warning("%s; skipping it", exc)
-            self._busy_jobs.add(job.id)
-            return
-        self._starting_job, self._started = job.id, asyncio.Event()
+        async with self._gate:
+            try:
+                lock.acquire()
+            except JobBusyError as exc:
+                log.warning("%s; skipping it", exc)
+                self._busy_jobs.add(job.id)
+                return
+            self._starting_job, self._started = job.id, asyncio.Event()
+            self._run_over = asyncio.Event()
         try:
             report = await self._in_thread(reconcile_job, self.store, job)
             if report.changed:
@@ -893,6 +921,7 @@ class JobService:
                 self._remember_workers(job.id, self._worker_views(self.runner))
             self.runner, self.active_job = None, None
             lock.release()
+            self._run_over.set()
             if job.id in self._resume_when_stopped:
                 self._resume_when_stopped.discard(job.id)
                 await self._in_thread(self.store.set_job_state, job.id, JobState.RUNNING)

@@ -231,3 +231,25 @@ def test_apply_cannot_record_two_done_attempts(store: Store, new_job: JobFactory
         store.apply([AttemptEnded(task_id, 2, 4.0, "done")])
     outcomes = [a.outcome for a in store.load_attempts(task_id)]
     assert outcomes == ["done", None]
+
+
+def test_a_version_1_database_gains_the_queue_order_and_keeps_its_tasks(tmp_path: Path) -> None:
+    """Databases made before the author could reorder the queue open with script order."""
+    db_path = tmp_path / "v1.sqlite"
+    conn = sqlite3.connect(db_path)
+    schema.MIGRATIONS[0](conn)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO jobs (id, name, created_at, updated_at, state, out_dir, naming_template) "
+        "VALUES ('j', 'old', 0, 0, 'running', '/tmp/out', '{seq}')"
+    )
+    conn.execute(
+        "INSERT INTO tasks (id, job_id, seq, prompt, planned_path, state) "
+        "VALUES (1, 'j', 1, 'a fox', '0001.png', 'queued')"
+    )
+    conn.commit()
+    conn.close()
+    with Store(db_path) as store:
+        (task,) = store.load_tasks("j")
+    assert task.prompt == "a fox" and task.queue_rank is None
+    assert user_version(db_path) == schema.SCHEMA_VERSION >= 2
