@@ -28,12 +28,24 @@ if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
     apt_install "python${ver}-venv" || apt_install python3-venv
 fi
 
+# The libraries Qt's xcb platform plugin loads: without them a real window (not offscreen)
+# cannot open. The window itself needs only these; the tests also need an X server.
+QT_XCB_LIBS=(libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0 libxcb-image0
+    libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-randr0 libxcb-xkb1 libegl1
+    libgl1 libfontconfig1 libdbus-1-3)
+
 # With --tests: what the extension's tests need, Debian's Chromium (never a browser downloaded
-# by a test tool) and Node's built-in test runner. The demo needs neither.
+# by a test tool) and Node's built-in test runner; for the window's tests and screenshots an
+# X server (Xvfb), a tray host (trayer) and Qt's xcb libraries. The demo needs none of them.
 if [ "${1:-}" = "--tests" ]; then
     need=()
     command -v chromium >/dev/null 2>&1 || need+=(chromium chromium-driver)
     command -v node >/dev/null 2>&1 || need+=(nodejs)
+    command -v Xvfb >/dev/null 2>&1 || need+=(xvfb)
+    command -v trayer >/dev/null 2>&1 || need+=(trayer)
+    for lib in "${QT_XCB_LIBS[@]}"; do
+        dpkg-query -W -f='${Status}' "$lib" 2>/dev/null | grep -q "ok installed" || need+=("$lib")
+    done
     if [ ${#need[@]} -gt 0 ]; then
         apt_install "${need[@]}"
     fi
