@@ -266,9 +266,10 @@ class DesktopSession:
         ]
 
     async def regenerate(self, job_id: str, task_id: int) -> None:
-        """Draw a finished panel again: its image is set aside (renamed ``.replaced-N``,
-        never deleted: it was paid for) and the task goes back to the queue."""
-        raise ConfigError("regenerate: not available yet")
+        """Draw a finished panel again: its image is set aside under ``.replaced/`` in the
+        job's output folder (never deleted: it was paid for) and the task goes back to the
+        queue; a finished job runs again for it. ConfigError if it has no finished image."""
+        await self.service.regenerate_task(job_id, task_id)
 
     # --- workers --------------------------------------------------------------------------
 

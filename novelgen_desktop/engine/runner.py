@@ -15,7 +15,7 @@ import contextlib
 import errno
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -31,6 +31,14 @@ from novelgen_desktop.engine.model import (
 )
 from novelgen_desktop.engine.progress import ProgressSnapshot, ProgressTracker, WorkerStats
 from novelgen_desktop.engine.ratelimit import parse_reset_after
+from novelgen_desktop.engine.replaced import (
+    ReplacedImage,
+    RunnerStoppingError,
+    drop_original,
+    regenerated_message,
+    set_aside,
+    undo_set_aside,
+)
 from novelgen_desktop.engine.scheduler import (
     FailureDecision,
     Lease,
@@ -44,7 +52,7 @@ from novelgen_desktop.engine.scheduler import (
 )
 from novelgen_desktop.engine.worker import Worker, WorkerCrashed
 from novelgen_desktop.engine.writer import DurableWriter, WriterSettings
-from novelgen_desktop.errors import OutputError
+from novelgen_desktop.errors import ConfigError, OutputError
 from novelgen_desktop.output.imagecheck import ImageInfo, InvalidImageError, inspect_image
 from novelgen_desktop.output.writer import (
     OutputExistsError,
@@ -63,6 +71,7 @@ from novelgen_desktop.store.records import (
     TaskCompleted,
     TaskQueuePlaced,
     TaskRecord,
+    TaskReplaced,
     TaskRequeued,
     TaskUpdated,
     WorkerSeen,
@@ -962,3 +971,101 @@ class JobRunner:
         self.writer.submit(event)
         if self.on_event is not None:
             self.on_event(event)
+
+    # --- regenerating a finished panel (the author wants another image) --------------------
+
+    def regenerate(
+        self, task_id: int, load_task: Callable[[int], Awaitable[TaskRecord | None]]
+    ) -> Awaitable[ReplacedImage]:
+        """Set a done task's image aside and queue the task again (see :mod:`.replaced` for
+        the order of the steps). ``load_task`` reads the task's stored row (its file path
+        is only in the store).
+
+        The checks and the reservation happen now, before the first await: ConfigError if
+        the task is not done, RunnerStoppingError if the run is winding down (the caller
+        waits for it to end, then changes the stored job). Await the result for the rest."""
+        if self.winding_down:
+            raise RunnerStoppingError(self.job.id)
+        if not self.scheduler.begin_regenerate(task_id):
+            slot = self.scheduler.tasks.get(task_id)
+            if slot is None:
+                raise ConfigError(f"task {task_id} is not in job {self.job.id}")
+            if self.scheduler.cancelled:
+                raise ConfigError(f"job {self.job.id} is cancelled; its tasks cannot change")
+            raise ConfigError(
+                f"task {task_id} is {slot.state.value}: only a finished image can be regenerated"
+            )
+        outcome: list[ReplacedImage] = []
+        # Tracked with the completions: a stop waits for it, so the writer stays open until
+        # the change is recorded and the final job state counts the requeued task.
+        work = asyncio.ensure_future(self._regenerate(task_id, load_task, outcome))
+        self._in_flight.add(work)
+        work.add_done_callback(self._in_flight.discard)
+
+        async def result() -> ReplacedImage:
+            await work
+            return outcome[0]
+
+        return result()
+
+    async def _regenerate(
+        self,
+        task_id: int,
+        load_task: Callable[[int], Awaitable[TaskRecord | None]],
+        outcome: list[ReplacedImage],
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        moved_to: str | None = None
+        submitted = False
+        try:
+            await self.writer.flush()  # the task's completion reaches the store first
+            stored = await load_task(task_id)
+            if stored is None or stored.state is not TaskState.DONE:
+                state = stored.state.value if stored is not None else "gone"
+                raise ConfigError(f"task {task_id} is {state} in the store; nothing to replace")
+            moved_to = await loop.run_in_executor(self._files, set_aside, self.out_dir, stored)
+            self.writer.submit(TaskReplaced(task_id))
+            submitted = True
+            await self.writer.flush()
+        except asyncio.CancelledError:
+            # A cancelled flush still lands its batch (it is shielded): finish the change.
+            if not submitted:
+                self.scheduler.abandon_regenerate(task_id)
+                undo_set_aside(self.out_dir, moved_to)
+                raise
+            self._requeue_regenerated(task_id)
+            raise
+        except BaseException:
+            self.scheduler.abandon_regenerate(task_id)
+            undo_set_aside(self.out_dir, moved_to)
+            raise
+        try:
+            now = self.clock()
+            await loop.run_in_executor(
+                self._files, drop_original, self.out_dir, self.job.id, stored, moved_to, now
+            )
+        except OutputError as exc:
+            self._event("error", "output_error", str(exc), task_id=task_id)
+        requeued = self._requeue_regenerated(task_id)
+        self._event(
+            "info",
+            "task_regenerated",
+            regenerated_message(task_id, moved_to),
+            task_id=task_id,
+            data={"moved_to": moved_to, "was": stored.output_path},
+        )
+        outcome.append(ReplacedImage(task_id, stored.output_path, moved_to, requeued))
+
+    def _requeue_regenerated(self, task_id: int) -> bool:
+        state = self.scheduler.finish_regenerate(task_id)
+        task = self.tasks[task_id]
+        task.state, task.failures, task.not_before = state, 0, 0.0
+        task.output_path = task.sha256 = None
+        task.size = task.done_attempt = None
+        task.finished_at = None
+        self.progress.done = max(0, self.progress.done - 1)
+        if state is TaskState.CANCELLED:
+            self.writer.submit(TaskUpdated(task_id, TaskState.CANCELLED, 0))
+            self.progress.record_terminal_failure()
+        self._notify()
+        return state is TaskState.QUEUED

@@ -575,3 +575,47 @@ class Scheduler:
         if not accounts or any(self.account_available(a, now) for a in accounts):
             return None
         return min(self.cooldowns[a] for a in accounts)
+
+    # --- regenerating a finished task (the author wants another image) ---------------------
+
+    def begin_regenerate(self, task_id: int) -> bool:
+        """Reserve a done task while its image is set aside (file and store work in between):
+        no late result may complete it meanwhile, and the job may not count as finished.
+        False when the task is not done, is already being regenerated, or the job is
+        cancelled. The reservation is a ``_completing`` entry with attempt 0, which no real
+        attempt has (they count from 1)."""
+        slot = self.tasks.get(task_id)
+        if (
+            slot is None
+            or slot.state is not TaskState.DONE
+            or task_id in self._completing
+            or self.cancelled
+        ):
+            return False
+        self._completing[task_id] = _REGENERATING
+        return True
+
+    def abandon_regenerate(self, task_id: int) -> None:
+        """Setting the image aside failed: the task stays done."""
+        if self._completing.get(task_id) == _REGENERATING:
+            del self._completing[task_id]
+
+    def finish_regenerate(self, task_id: int) -> TaskState:
+        """The old image is set aside and recorded: the task goes back to the queue with a
+        clean failure count (or is cancelled, if the job was cancelled meanwhile). Returns
+        its new state."""
+        if self._completing.get(task_id) != _REGENERATING:
+            raise ValueError(f"task {task_id} is not being regenerated")
+        del self._completing[task_id]
+        slot = self.tasks[task_id]
+        slot.failures, slot.not_before = 0, 0.0
+        if self.cancelled:
+            self._set_state(slot, TaskState.CANCELLED)
+        else:
+            self._set_state(slot, TaskState.QUEUED)
+            self._enqueue(slot)
+        return slot.state
+
+
+_REGENERATING = 0
+"""The ``_completing`` attempt that marks a task reserved by :meth:`begin_regenerate`."""

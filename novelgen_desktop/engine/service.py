@@ -18,7 +18,7 @@ import concurrent.futures
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +27,14 @@ from novelgen_desktop.engine.joblock import JobBusyError, JobLock
 from novelgen_desktop.engine.jobs import JobOptions, create_job
 from novelgen_desktop.engine.model import JobState, TaskState, WorkerOutcome, WorkerResult
 from novelgen_desktop.engine.recovery import open_store, reconcile_job
+from novelgen_desktop.engine.replaced import (
+    ReplacedImage,
+    RunnerStoppingError,
+    drop_original,
+    regenerated_message,
+    set_aside,
+    undo_set_aside,
+)
 from novelgen_desktop.engine.runner import JobRunner, RunSettings, planned_relative
 from novelgen_desktop.engine.scheduler import QueueMove, QueuePlace, Scheduler, TaskSlot
 from novelgen_desktop.engine.worker import Worker
@@ -43,6 +51,7 @@ from novelgen_desktop.store.records import (
     JobUpdated,
     TaskQueuePlaced,
     TaskRecord,
+    TaskReplaced,
     TaskRequeued,
 )
 
@@ -926,6 +935,95 @@ class JobService:
                 self._resume_when_stopped.discard(job.id)
                 await self._in_thread(self.store.set_job_state, job.id, JobState.RUNNING)
             self._changed()
+
+    # --- regenerating a finished image ------------------------------------------------------
+
+    async def regenerate_task(self, job_id: str, task_id: int) -> ReplacedImage:
+        """Draw a finished panel again: its image is set aside under ``.replaced/`` in the
+        job's output folder (never deleted: it was paid for), its done attempt becomes
+        ``replaced`` and the task is queued. A finished job runs again for it; a paused one
+        stays paused. ConfigError if the task has no finished image."""
+        job = await self._editable_job(job_id)
+        for _ in range(5):
+            async with self._gate:
+                runner = self.runner if self._is_active(job.id) else None
+                pending: Awaitable[ReplacedImage] | None = None
+                if runner is not None:
+                    with contextlib.suppress(RunnerStoppingError):
+                        pending = runner.regenerate(task_id, self._stored_task)
+                elif self._starting_job != job.id:
+                    stored = await self._in_thread(self._regenerate_stored, job.id, task_id)
+                    return await self._regenerated_offline(job, stored)
+                event = self._run_over if runner is not None else self._started
+            if pending is not None:
+                replaced = await pending  # the runner logs the event
+                self._changed()
+                return replaced
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), 60.0)
+        raise ConfigError(f"job {job.id} is starting or stopping; try again in a moment")
+
+    async def _stored_task(self, task_id: int) -> TaskRecord | None:
+        return await self._in_thread(self.store.load_task, task_id)
+
+    def _regenerate_stored(
+        self, job_id: str, task_id: int
+    ) -> tuple[ReplacedImage, bool, OutputError | None]:
+        """The offline half (store thread, under the job's lock): set aside, record, free
+        the planned path. Returns what was done, whether the job runs again, and an error
+        freeing the planned path (recorded already: the next run adopts the old image)."""
+        job = self.store.find_job(job_id, exact=True)
+        with JobLock(self.paths.job_lock(job.id), job.id):
+            task = self.store.load_task(task_id)
+            if task is None or task.job_id != job.id:
+                raise ConfigError(f"task {task_id} is not in job {job.id}")
+            if job.state is JobState.CANCELLED:
+                raise ConfigError(f"job {job.id} is cancelled; its tasks cannot change")
+            if task.state is not TaskState.DONE:
+                raise ConfigError(
+                    f"task {task_id} is {task.state.value}: only a finished image can be "
+                    "regenerated"
+                )
+            out_dir = Path(job.out_dir)
+            moved_to = set_aside(out_dir, task)
+            rerun = job.state in (JobState.FINISHED, JobState.INCOMPLETE)
+            ops: list[Any] = [TaskReplaced(task.id)]
+            if rerun:
+                ops.append(JobUpdated(job.id, JobState.RUNNING))
+            try:
+                if rerun and job.settings.get("origin") != ORIGIN_HUB:
+                    self.store.set_job_settings(job.id, {**job.settings, "origin": ORIGIN_HUB})
+                self.store.apply(ops)
+            except BaseException:
+                undo_set_aside(out_dir, moved_to)
+                raise
+            problem: OutputError | None = None
+            try:
+                drop_original(out_dir, job.id, task, moved_to, self.clock())
+            except OutputError as exc:
+                problem = exc
+        return ReplacedImage(task.id, task.output_path, moved_to, True), rerun, problem
+
+    async def _regenerated_offline(
+        self, job: JobRecord, stored: tuple[ReplacedImage, bool, OutputError | None]
+    ) -> ReplacedImage:
+        replaced, rerun, problem = stored
+        if rerun:
+            self._busy_jobs.discard(job.id)
+            self._wake.set()
+        self.log_event(
+            "info",
+            "task_regenerated",
+            regenerated_message(replaced.task_id, replaced.moved_to),
+            job_id=job.id,
+            task_id=replaced.task_id,
+        )
+        if problem is not None:
+            self.log_event("error", "output_error", str(problem), job_id=job.id)
+        self._changed()
+        if problem is not None:
+            raise problem
+        return replaced
 
 
 def _slots(tasks: Sequence[TaskRecord]) -> list[TaskSlot]:

@@ -31,6 +31,7 @@ from novelgen_desktop.store.records import (
     TaskCompleted,
     TaskQueuePlaced,
     TaskRecord,
+    TaskReplaced,
     TaskRequeued,
     TaskUpdated,
     WorkerSeen,
@@ -687,3 +688,16 @@ def _apply_one(conn: sqlite3.Connection, op: StoreOp) -> None:
                     _dumps(op.data) if op.data is not None else None,
                 ),
             )
+        case TaskReplaced():
+            conn.execute(
+                "UPDATE attempts SET outcome = 'replaced' WHERE task_id = ? AND outcome = 'done'",
+                (op.task_id,),
+            )
+            cursor = conn.execute(
+                "UPDATE tasks SET state = 'queued', failures = 0, not_before = 0, "
+                "output_path = NULL, sha256 = NULL, size = NULL, done_attempt = NULL, "
+                "finished_at = NULL WHERE id = ? AND state = 'done'",
+                (op.task_id,),
+            )
+            if cursor.rowcount != 1:
+                raise StoreError(f"task {op.task_id} is not done: there is no image to replace")

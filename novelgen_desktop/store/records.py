@@ -181,6 +181,15 @@ class EventLogged:
     data: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class TaskReplaced:
+    """The author asked for a finished image again: the task's done attempt becomes
+    ``replaced`` (one ``done`` per task is allowed), the task is queued with its file fields
+    cleared. Its old image was set aside under ``.replaced/`` first, never deleted."""
+
+    task_id: int
+
+
 StoreOp = (
     AttemptStarted
     | AttemptEnded
@@ -192,4 +201,5 @@ StoreOp = (
     | AccountCooldown
     | WorkerSeen
     | EventLogged
+    | TaskReplaced
 )
