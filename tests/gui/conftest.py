@@ -19,11 +19,28 @@ from novelgen_desktop.paths import resolve_data_dir
 T = TypeVar("T")
 
 
+class _TestLoop(qasync.QEventLoop):  # type: ignore[misc]
+    """A qasync loop that stays asyncio's running loop between ``run`` calls.
+
+    qasync runs ready callbacks from Qt's event processing, also outside ``run`` (its own
+    last pass after ``run_until_complete``, qtbot.waitUntil, pytest-qt's teardown). Without a
+    running loop those callbacks die with "no running event loop", or bind an asyncio.Event
+    to no loop for good (the job dispatcher's wake event: a later wait fails) — a flaky
+    failure in any test with live sims. In the app the loop runs for its whole life."""
+
+    def run_forever(self) -> Any:
+        try:
+            return super().run_forever()
+        finally:
+            asyncio.events._set_running_loop(self)
+
+
 @pytest.fixture
 def qloop(qapp: QtWidgets.QApplication) -> Iterator[asyncio.AbstractEventLoop]:
     """asyncio on the Qt event loop, as in the app (one loop for hub, engine and widgets)."""
-    loop = qasync.QEventLoop(qapp)
+    loop = _TestLoop(qapp)
     asyncio.set_event_loop(loop)
+    asyncio.events._set_running_loop(loop)
     try:
         yield loop
     finally:
@@ -32,6 +49,7 @@ def qloop(qapp: QtWidgets.QApplication) -> Iterator[asyncio.AbstractEventLoop]:
             task.cancel()
         if pending:
             loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        asyncio.events._set_running_loop(None)
         asyncio.set_event_loop(None)
         loop.close()
 
