@@ -234,7 +234,7 @@ def test_a_task_without_an_image_or_a_missing_file_is_handled(paths: DataPaths) 
             specs, _ = specs_from_prompts(["one", "two"])
             job, _ = await service.submit("two", specs)
             first, second = sorted(t.task_id for t in await service.task_rows(job.id))
-            with pytest.raises(ConfigError, match="task .* is queued: only a finished image"):
+            with pytest.raises(ConfigError, match=r"task .* is queued: only a finished image"):
                 await service.regenerate_task(job.id, first)
             with pytest.raises(ConfigError, match="not in job"):
                 await service.regenerate_task(job.id, 10_000)
