@@ -211,10 +211,18 @@ class SettingsDialog(QtWidgets.QDialog):
         self._update_ok()
 
     def _check_memory(self) -> None:
+        """Always a line of text (an explanation or the problem): a note that appears and
+        disappears would make the dialog jump as the author types."""
         problem = self.memory_problem()
-        self.memory_note.setText(problem or "")
-        self.memory_note.setStyleSheet(_ERROR_STYLE)
-        self.memory_note.setVisible(problem is not None)
+        if problem is None:
+            self.memory_note.setText(
+                f"New images stop while memory use is above {self.memory_pause.value():g} % "
+                f"and start again below {self.memory_resume.value():g} %."
+            )
+            self.memory_note.setStyleSheet(_NOTE_STYLE)
+        else:
+            self.memory_note.setText(problem)
+            self.memory_note.setStyleSheet(_ERROR_STYLE)
         self._update_ok()
 
     def _update_ok(self) -> None:
@@ -222,6 +230,18 @@ class SettingsDialog(QtWidgets.QDialog):
         button = self.buttons.button(QtWidgets.QDialogButtonBox.StandardButton.Ok)
         problems = [p for p in (self.template_problem(), self.memory_problem()) if p]
         button.setToolTip("\n".join(problems))
+        self._grow_to_fit()
+
+    def _grow_to_fit(self) -> None:
+        """A note that wraps onto another line needs height the dialog may not have (Qt
+        does not grow a window for its labels' word wrap): grow, never shrink."""
+        layout = self.layout()
+        if layout is None:
+            return
+        layout.activate()
+        wanted = layout.totalHeightForWidth(self.width())
+        if wanted > self.height():
+            self.resize(self.width(), wanted)
 
     def restart_needed(self) -> list[str]:
         """What the edited settings change that only takes effect after a restart."""
@@ -238,7 +258,11 @@ class SettingsDialog(QtWidgets.QDialog):
             self.restart_note.setText(
                 f"Takes effect the next time NovelGen starts: {', '.join(changed)}."
             )
-        self.restart_note.setVisible(bool(changed))
+        else:
+            self.restart_note.setText(
+                "The hub port and demo mode take effect the next time NovelGen starts."
+            )
+        self._grow_to_fit()
 
     # --- the settings ---------------------------------------------------------------------
 
@@ -264,6 +288,7 @@ class SettingsDialog(QtWidgets.QDialog):
     def show_error(self, message: str) -> None:
         self.error_label.setText(message)
         self.error_label.setVisible(bool(message))
+        self._grow_to_fit()
 
     def accept(self) -> None:
         """Validate and save; on a problem say what, keep the dialog open and every value."""
