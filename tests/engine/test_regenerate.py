@@ -259,3 +259,47 @@ def test_a_task_without_an_image_or_a_missing_file_is_handled(paths: DataPaths) 
             await service.stop()
 
     run(scenario)
+
+
+def test_regenerate_while_the_job_winds_down_waits_then_changes_the_stored_job(
+    paths: DataPaths,
+) -> None:
+    async def scenario() -> None:
+        service = JobService(paths)
+        await service.start()
+        try:
+            specs, _ = specs_from_prompts([f"panel {i}" for i in range(8)])
+            job, _ = await service.submit("eight", specs)
+            slow = SimBehaviour(latency_median=0.3, latency_sigma=0.0, image_size=32)
+            service.add_worker(worker("w1", slow))
+
+            async def first_done() -> bool:
+                return (await service.view(job.id)).done >= 1
+
+            await until(first_done)
+            runner = service.runner
+            assert runner is not None
+            done_task = next(
+                r.task_id for r in await service.task_rows(job.id) if r.state is TaskState.DONE
+            )
+            await service.pause(job.id)  # an attempt is in flight: the runner winds down
+            assert runner.winding_down and service.runner is runner
+
+            replaced = await service.regenerate_task(job.id, done_task)
+
+            assert service.runner is None  # it waited for the run to end
+            assert replaced.moved_to is not None
+            _, tasks, attempts = stored(paths, job.id)
+            assert tasks[done_task].state is TaskState.QUEUED
+            assert (await service.view(job.id)).state is JobState.PAUSED  # stays paused
+            assert [(a[0], a[2]) for a in attempts if a[2] == "replaced"] == [
+                (done_task, "replaced")
+            ]
+            await service.resume(job.id)
+            await finished(service, job.id)
+            _, tasks, _ = stored(paths, job.id)
+            assert {t.state for t in tasks.values()} == {TaskState.DONE}
+        finally:
+            await service.stop()
+
+    run(scenario)
