@@ -149,7 +149,9 @@ class ChartsView(QtWidgets.QWidget):
         self.timer.setInterval(refresh_ms)
         self.timer.timeout.connect(self.refresh)
         self.timer.start()
-        bridge.job_selected.connect(lambda _job: self.refresh(force=True))
+        bridge.job_selected.connect(self._on_job_selected)
+        if self.owns_recorder:
+            self.destroyed.connect(self.recorder.stop)  # dropped without being closed
         self.recorder.start()
 
     # --- construction ---------------------------------------------------------------------
@@ -196,6 +198,9 @@ class ChartsView(QtWidgets.QWidget):
         memory = self.memory_plot.getPlotItem()
         self.bytes_view.setGeometry(memory.vb.sceneBoundingRect())
         self.bytes_view.linkedViewChanged(memory.vb, self.bytes_view.XAxis)
+
+    def _on_job_selected(self, _job_id: str) -> None:
+        self.refresh(force=True)
 
     # --- public ---------------------------------------------------------------------------
 
