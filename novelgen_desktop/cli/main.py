@@ -171,6 +171,21 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("job")
     export.add_argument("--format", choices=("csv", "json"), default="csv")
     export.add_argument("--output", "-o", help="file to write (default: standard output)")
+    gui = commands.add_parser(
+        "gui", help="open the desktop window (the default when no command is given)"
+    )
+    gui.add_argument(
+        "--simulate",
+        action="store_true",
+        default=None,
+        help="start simulated tabs in the window (the demo without a ChatGPT account)",
+    )
+    gui.add_argument(
+        "--port", type=options.port, help="hub port for the extension (default: from Settings)"
+    )
+    gui.add_argument(
+        "--workers", type=options.tab_count, help="tabs per browser / simulated tabs (1-10)"
+    )
     add_hub_commands(commands)
     add_submit_commands(commands)
     return parser
@@ -645,6 +660,12 @@ def cmd_export(args: argparse.Namespace, paths: DataPaths) -> int:
     return EXIT_OK
 
 
+def cmd_gui(args: argparse.Namespace, paths: DataPaths) -> int:
+    from novelgen_desktop.gui.app import run_gui  # noqa: PLC0415 - Qt only for the window
+
+    return run_gui(paths, simulate=args.simulate, port=args.port, workers=args.workers)
+
+
 COMMANDS = {
     "run": cmd_run,
     "resume": cmd_resume,
@@ -658,6 +679,7 @@ COMMANDS = {
     "pair": cmd_pair,
     "sim-worker": cmd_sim_worker,
     "submit": cmd_submit,
+    "gui": cmd_gui,
     "follow": cmd_follow,
 }
 
@@ -665,11 +687,10 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return EXIT_USAGE
     try:
         paths = resolve_data_dir(args.data_dir)
+        if args.command is None:  # plain `novelgen`: the window
+            return cmd_gui(argparse.Namespace(simulate=None, port=None, workers=None), paths)
         return COMMANDS[args.command](args, paths)
     except (ConfigError, JobNotFoundError) as exc:
         _err(str(exc))

@@ -88,7 +88,14 @@ class EngineBridge(QtCore.QObject):
             error = done.exception()
             if error is None:
                 if on_done is not None:
-                    on_done(done.result())
+                    try:
+                        on_done(done.result())
+                    except RuntimeError as exc:
+                        # The view that asked is gone (the window closed while its read was
+                        # in flight): nothing is left to update.
+                        if "already deleted" not in str(exc):
+                            raise
+                        log.debug("%s: its view was deleted before the result came", what)
                 return
             if isinstance(error, NovelGenError):
                 self.failed.emit(what, str(error))

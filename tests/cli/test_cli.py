@@ -90,9 +90,17 @@ def test_version_as_a_subprocess() -> None:
     assert proc.stdout.strip() == f"novelgen {__version__}"
 
 
-def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_command_without_a_display_says_how_to_run_headless(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plain ``novelgen`` opens the window; with no display it must not abort inside Qt."""
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
     assert main([]) == 2
-    assert "usage: novelgen" in capsys.readouterr().out
+    err = capsys.readouterr().err
+    assert "no display" in err
+    assert "novelgen serve" in err and "novelgen run FILE --simulate" in err
+    assert "xvfb-run novelgen" in err
 
 
 def test_bad_option_value_is_a_usage_error(

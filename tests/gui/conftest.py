@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import inspect
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -38,6 +40,9 @@ class _TestLoop(qasync.QEventLoop):  # type: ignore[misc]
 @pytest.fixture
 def qloop(qapp: QtWidgets.QApplication) -> Iterator[asyncio.AbstractEventLoop]:
     """asyncio on the Qt event loop, as in the app (one loop for hub, engine and widgets)."""
+    # As in the app (gui/app.py): closing the last window does not end Qt's loop — here it
+    # would stop a run_until_complete halfway.
+    qapp.setQuitOnLastWindowClosed(False)
     loop = _TestLoop(qapp)
     asyncio.set_event_loop(loop)
     asyncio.events._set_running_loop(loop)
@@ -52,6 +57,10 @@ def qloop(qapp: QtWidgets.QApplication) -> Iterator[asyncio.AbstractEventLoop]:
         asyncio.events._set_running_loop(None)
         asyncio.set_event_loop(None)
         loop.close()
+        # The closed loop leaves Qt objects (timers, notifiers) in reference cycles; if the
+        # garbage collector frees them later on a worker thread, Qt aborts ("Timers cannot
+        # be stopped from another thread"). Free them here, on the GUI thread.
+        gc.collect()
 
 
 @pytest.fixture
@@ -62,6 +71,29 @@ def run(qloop: asyncio.AbstractEventLoop) -> Callable[[Awaitable[T]], T]:
         return qloop.run_until_complete(awaitable)
 
     return runner
+
+
+@pytest.fixture
+def wait_until(qloop: asyncio.AbstractEventLoop) -> Callable[..., None]:
+    """Run the loop (engine, hub, sims and widgets) until ``condition()`` holds.
+
+    ``qtbot.waitUntil`` only processes Qt events; qasync runs asyncio's callbacks only while
+    the loop runs, so the engine would stand still during it."""
+
+    def waiter(condition: Callable[[], Any], timeout: float = 20.0) -> None:
+        async def poll() -> None:
+            async with asyncio.timeout(timeout):
+                while True:
+                    holds = condition()
+                    if inspect.isawaitable(holds):  # an async check (reads the store)
+                        holds = await holds
+                    if holds:
+                        return
+                    await asyncio.sleep(0.02)
+
+        qloop.run_until_complete(poll())
+
+    return waiter
 
 
 def make_settings(**changes: Any) -> DesktopSettings:
