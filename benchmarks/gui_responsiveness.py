@@ -50,7 +50,9 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[index]
 
 
-async def measure(tasks: int, workers: int, switch_every: float) -> dict[str, Any]:
+async def measure(
+    tasks: int, workers: int, switch_every: float, window_open: bool = True
+) -> dict[str, Any]:
     from novelgen_desktop.desktop.session import DesktopSession
     from novelgen_desktop.desktop.settings import DesktopSettings
     from novelgen_desktop.engine.model import JobState
@@ -66,13 +68,15 @@ async def measure(tasks: int, workers: int, switch_every: float) -> dict[str, An
     await session.start(port=0, simulate=False)
     bridge = EngineBridge(session)
     window = MainWindow(bridge)
-    window.show()
-    bridge.start_ticking()
+    if window_open:
+        window.show()
+        bridge.start_ticking()
     job, _count = await session.service.submit("bench", synthetic_specs(tasks))
     bridge.select_job(job.id)
     process = psutil.Process()
     peak_rss = process.memory_info().rss
     lags: list[float] = []
+    lags_by_tab: dict[str, list[float]] = {}
     stop = asyncio.Event()
 
     async def lag_probe() -> None:
@@ -80,7 +84,10 @@ async def measure(tasks: int, workers: int, switch_every: float) -> dict[str, An
         while not stop.is_set():
             before = time.perf_counter()
             await asyncio.sleep(interval)
-            lags.append(max(0.0, time.perf_counter() - before - interval))
+            lag = max(0.0, time.perf_counter() - before - interval)
+            lags.append(lag)
+            tab = window.tabs.tabText(window.tabs.currentIndex()) if window_open else "none"
+            lags_by_tab.setdefault(tab, []).append(lag)
 
     async def rss_probe() -> None:
         nonlocal peak_rss
@@ -90,7 +97,7 @@ async def measure(tasks: int, workers: int, switch_every: float) -> dict[str, An
 
     async def switch_tabs() -> None:
         index = 0
-        while not stop.is_set():
+        while not stop.is_set() and window_open:
             window.tabs.setCurrentIndex(index % window.tabs.count())
             index += 1
             await asyncio.sleep(switch_every)
@@ -98,6 +105,7 @@ async def measure(tasks: int, workers: int, switch_every: float) -> dict[str, An
     probes = [asyncio.create_task(p()) for p in (lag_probe, rss_probe, switch_tabs)]
     await asyncio.sleep(1.0)  # the window's first paint and the table's first fill
     lags.clear()
+    lags_by_tab.clear()
     started = time.perf_counter()
     session.start_simulated_workers(
         workers,
@@ -111,6 +119,8 @@ async def measure(tasks: int, workers: int, switch_every: float) -> dict[str, An
     elapsed = time.perf_counter() - started
     await asyncio.sleep(1.0)  # the views catch up with the end
     stop.set()
+    for probe in probes:
+        probe.cancel()
     await asyncio.gather(*probes, return_exceptions=True)
     final = await session.service.view(job.id)
     window.request_quit()
@@ -129,22 +139,32 @@ async def measure(tasks: int, workers: int, switch_every: float) -> dict[str, An
         "lag_p50_ms": round(percentile(lags, 0.50) * 1000, 2),
         "lag_p99_ms": round(percentile(lags, 0.99) * 1000, 2),
         "lag_max_ms": round(max(lags, default=0.0) * 1000, 2),
+        "lag_p99_ms_by_tab": {
+            tab: round(percentile(values, 0.99) * 1000, 2) for tab, values in lags_by_tab.items()
+        },
         "peak_rss_mib": round(peak_rss / 2**20, 1),
         "ru_maxrss_mib": round(max_rss_kib / 1024, 1),
         "platform_plugin": os.environ.get("QT_QPA_PLATFORM") or "xcb",
+        "window_open": window_open,
     }
 
 
-def run(tasks: int, workers: int, switch_every: float = 3.0) -> dict[str, Any]:
+def run(
+    tasks: int, workers: int, switch_every: float = 3.0, window_open: bool = True
+) -> dict[str, Any]:
     import qasync
 
     from novelgen_desktop.gui.qt import QtWidgets
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    assert isinstance(app, QtWidgets.QApplication)
+    app.setQuitOnLastWindowClosed(False)  # as the app: quitting ends the loop, not a close
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     try:
-        result: dict[str, Any] = loop.run_until_complete(measure(tasks, workers, switch_every))
+        result: dict[str, Any] = loop.run_until_complete(
+            measure(tasks, workers, switch_every, window_open)
+        )
         return result
     finally:
         loop.close()
@@ -156,9 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=10)
     parser.add_argument("--switch-every", type=float, default=3.0, help="seconds per tab")
+    parser.add_argument(
+        "--no-window",
+        action="store_true",
+        help="baseline: the same run with the window never shown (the engine's own lag)",
+    )
     parser.add_argument("--json", help="also write the result here")
     args = parser.parse_args(argv)
-    result = {"machine": machine(), **run(args.tasks, args.workers, args.switch_every)}
+    result = {"machine": machine(), **run(args.tasks, args.workers, args.switch_every, not args.no_window)}
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:

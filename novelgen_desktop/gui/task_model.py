@@ -134,12 +134,15 @@ def where_key(row: TaskRow) -> tuple[Any, ...]:
     return (chapter, page, panel, row.variant)
 
 
-def sort_key(row: TaskRow, column: int) -> Any:
-    """What ``column`` sorts by; None means empty (sorted last in both directions)."""
+def sort_key(row: TaskRow, column: int, positions: dict[int, int] | None = None) -> Any:
+    """What ``column`` sorts by; None means empty (sorted last in both directions).
+    ``positions``: queue positions kept apart from the rows (see TaskTableModel.set_rows)."""
     match column:
         case TaskColumn.ID:
             return row.task_id
         case TaskColumn.QUEUE:
+            if positions is not None:
+                return positions.get(row.task_id)
             return row.queue_position
         case TaskColumn.WHERE:
             return where_key(row)
@@ -160,12 +163,17 @@ def sort_key(row: TaskRow, column: int) -> Any:
     return row.seq
 
 
-def sorted_rows(rows: Iterable[TaskRow], column: int, order: Qt.SortOrder) -> list[TaskRow]:
+def sorted_rows(
+    rows: Iterable[TaskRow],
+    column: int,
+    order: Qt.SortOrder,
+    positions: dict[int, int] | None = None,
+) -> list[TaskRow]:
     """``rows`` as the table shows them sorted by ``column`` (-1: script order)."""
     by_seq = sorted(rows, key=lambda r: (r.seq, r.task_id))
     if column < 0 or column >= len(TaskColumn):
         return by_seq
-    keyed = [(sort_key(row, column), row) for row in by_seq]
+    keyed = [(sort_key(row, column, positions), row) for row in by_seq]
     present = [pair for pair in keyed if pair[0] is not None]
     empty = [row for key, row in keyed if key is None]
     # reverse=True keeps equal keys in their original (script) order: Python's sort is stable
@@ -228,6 +236,9 @@ class TaskTableModel(QtCore.QAbstractTableModel):
         self._haystacks: dict[int, tuple[TaskRow, str]] = {}
         self._sort_column = -1
         self._sort_order = Qt.SortOrder.AscendingOrder
+        # Queue positions, kept apart from the rows: one dispatch shifts every queued task's
+        # place, and a 10,000-row table must not treat that as 10,000 changed rows.
+        self._positions: dict[int, int] = {}
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -287,6 +298,9 @@ class TaskTableModel(QtCore.QAbstractTableModel):
         row = self._rows[index.row()]
         column = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
+            if column == TaskColumn.QUEUE:
+                place = self._positions.get(row.task_id)
+                return str(place) if place is not None else ""
             return self._display(row, column)
         if role == Qt.ItemDataRole.ToolTipRole:
             return self._tooltip(row, column)
@@ -297,7 +311,7 @@ class TaskTableModel(QtCore.QAbstractTableModel):
                 return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             return None
         if role == SORT_ROLE:
-            return sort_key(row, column)
+            return sort_key(row, column, self._positions)
         if role == ROW_ROLE:
             return row
         if role == TASK_ID_ROLE:
@@ -346,7 +360,10 @@ class TaskTableModel(QtCore.QAbstractTableModel):
 
     # --- updating --------------------------------------------------------------------------
 
-    def set_rows(self, rows: Sequence[TaskRow]) -> None:
+    def queue_position(self, task_id: int) -> int | None:
+        return self._positions.get(task_id)
+
+    def set_rows(self, rows: Sequence[TaskRow], positions: dict[int, int] | None = None) -> None:
         """Show ``rows`` (every task of the job, in any order), changing only what changed.
 
         Rows are matched by task id. Tasks that are gone are removed, new tasks are inserted,
@@ -354,6 +371,10 @@ class TaskTableModel(QtCore.QAbstractTableModel):
         set (another job) resets the model. The current sort is kept.
         """
         incoming: dict[int, TaskRow] = {row.task_id: row for row in rows}
+        if positions is None:  # rows that carry their own place (JobService.task_rows)
+            positions = {r.task_id: r.queue_position for r in rows if r.queue_position is not None}
+        moved_in_queue = positions != self._positions
+        self._positions = positions
         if not self._rows or not incoming or incoming.keys().isdisjoint(self._row_of):
             self._reset(incoming.values())
             return
@@ -375,7 +396,7 @@ class TaskTableModel(QtCore.QAbstractTableModel):
                 self._rows[i] = new
                 changed.append(i)
                 if column >= 0 and not resort:
-                    resort = sort_key(old, column) != sort_key(new, column)
+                    resort = sort_key(old, column, positions) != sort_key(new, column, positions)
         fresh = [row for task_id, row in incoming.items() if task_id not in self._row_of]
         if fresh:
             start = len(self._rows)
@@ -386,6 +407,10 @@ class TaskTableModel(QtCore.QAbstractTableModel):
             self.endInsertRows()
             resort = resort or column >= 0
         self._emit_changed(changed)
+        if moved_in_queue and self._rows:
+            queue = TaskColumn.QUEUE
+            self.dataChanged.emit(self.index(0, queue), self.index(len(self._rows) - 1, queue))
+            resort = resort or column == queue
         if resort:
             self._apply_sort()
 
@@ -394,7 +419,7 @@ class TaskTableModel(QtCore.QAbstractTableModel):
 
     def _reset(self, rows: Iterable[TaskRow]) -> None:
         self.beginResetModel()
-        self._rows = sorted_rows(rows, self._sort_column, self._sort_order)
+        self._rows = sorted_rows(rows, self._sort_column, self._sort_order, self._positions)
         self._reindex()
         self._haystacks.clear()
         self.endResetModel()
@@ -429,7 +454,7 @@ class TaskTableModel(QtCore.QAbstractTableModel):
         self._apply_sort()
 
     def _apply_sort(self) -> None:
-        ordered = sorted_rows(self._rows, self._sort_column, self._sort_order)
+        ordered = sorted_rows(self._rows, self._sort_column, self._sort_order, self._positions)
         if all(a is b for a, b in zip(ordered, self._rows, strict=True)):
             return
         self.layoutAboutToBeChanged.emit()

@@ -234,7 +234,9 @@ class TasksView(QtWidgets.QWidget):
         for column, width in _COLUMN_WIDTHS.items():
             header.resizeSection(column, width)
         table.setSortingEnabled(True)
-        table.sortByColumn(TaskColumn.QUEUE, Qt.SortOrder.AscendingOrder)
+        # Script order by default: a 10,000-task queue sorted by place would re-sort on
+        # every dispatch; the author sorts by Queue with one click.
+        table.sortByColumn(TaskColumn.WHERE, Qt.SortOrder.AscendingOrder)
         table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         table.customContextMenuRequested.connect(self._show_context_menu)
 
@@ -349,8 +351,14 @@ class TasksView(QtWidgets.QWidget):
         self._start_refresh(self.job_id)
 
     def _on_tick(self) -> None:
-        if self.job_id is not None and not self._refreshing:
+        # A hidden table is not read: with 10,000 tasks a read costs the loop real time,
+        # and the author sees the table again only through showEvent, which reads it.
+        if self.job_id is not None and not self._refreshing and self.isVisible():
             self._start_refresh(self.job_id)
+
+    def showEvent(self, event: QtGui.QShowEvent) -> None:  # noqa: N802 - Qt API
+        super().showEvent(event)
+        self.refresh()
 
     def _start_refresh(self, job_id: str) -> None:
         self._refreshing = True
@@ -358,25 +366,27 @@ class TasksView(QtWidgets.QWidget):
 
     async def _read_rows(self, job_id: str) -> None:
         try:
-            rows = await self.bridge.session.service.task_rows(job_id)
+            table = await self.bridge.session.service.task_table(job_id)
+            rows, positions = table.rows, table.positions
         except NovelGenError as exc:
             # Every tick would fail the same way (a job deleted elsewhere): say it once.
             if str(exc) != self._reported_error and job_id == self.job_id:
                 self._reported_error = str(exc)
                 self.bridge.failed.emit("show the tasks", str(exc))
-            rows = None
+            rows, positions = None, {}
         finally:
             self._refreshing = False
         if rows is not None and job_id == self.job_id:
             self._reported_error = None
-            self.set_rows(rows)
+            self.set_rows(rows, positions)
         if self._refresh_again:
             self._refresh_again = False
             self.refresh()
 
-    def set_rows(self, rows: Sequence[TaskRow]) -> None:
-        """Show ``rows`` (a fresh read of the job's tasks)."""
-        self.model.set_rows(rows)
+    def set_rows(self, rows: Sequence[TaskRow], positions: dict[int, int] | None = None) -> None:
+        """Show ``rows`` (a fresh read of the job's tasks; queue positions apart or in the
+        rows, see TaskTableModel.set_rows)."""
+        self.model.set_rows(rows, positions)
         self._counts = Counter(row.state for row in rows)
         self._update_state_buttons()
         self._update_actions()

@@ -477,6 +477,32 @@ class Store:
             for r in reversed(rows)
         ]
 
+    def task_progress_rows(
+        self, job_id: str, task_ids: Sequence[int] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """The columns of the task table that change while a job runs, without the prompt
+        and JSON fields: (id, state, attempts, failures, priority, queue_rank, seq,
+        worker_id, last_error_kind, last_error, output_path, finished_at, duration).
+        ``task_ids`` limits it to those tasks (the ones whose live state moved)."""
+        sql = (
+            "SELECT t.id, t.state, t.attempts, t.failures, t.priority, t.queue_rank, t.seq, "
+            "t.worker_id, t.last_error_kind, t.last_error, t.output_path, t.finished_at, "
+            "(SELECT a.ended_at - a.started_at FROM attempts a WHERE a.task_id = t.id "
+            "AND a.outcome = 'done' AND a.ended_at IS NOT NULL) "
+            "FROM tasks t WHERE t.job_id = ?"
+        )
+        cursor = self._conn.cursor()
+        cursor.row_factory = None
+        if task_ids is None:
+            return cursor.execute(sql, (job_id,)).fetchall()
+        rows: list[tuple[Any, ...]] = []
+        ids = list(task_ids)
+        for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows += cursor.execute(f"{sql} AND t.id IN ({marks})", (job_id, *chunk)).fetchall()
+        return rows
+
     def task_durations(self, job_id: str) -> dict[int, float]:
         """Seconds the successful attempt of each done task took (one query for a whole
         job: the task table shows it for 10,000 rows)."""

@@ -79,7 +79,9 @@ def test_queue_actions_reach_the_engine_and_keep_the_selection(
     run(bridge.settle())
     engine = engine_rows(session, run, job_id)
     by_queue = sorted(engine, key=lambda t: engine[t].queue_position or 0)
-    assert shown_ids(view) == by_queue  # sorted by queue position by default
+    assert shown_ids(view) == sorted(engine, key=lambda t: engine[t].seq)  # script order
+    view.table.sortByColumn(TaskColumn.QUEUE, Qt.SortOrder.AscendingOrder)
+    assert shown_ids(view) == by_queue  # one click: by place in the queue
     assert view.status.text() == "6 tasks"
 
     fifth = by_queue[4]
@@ -170,12 +172,15 @@ def test_the_table_follows_the_selected_job_and_the_tick(
     jobs.select(small)
     run(bridge.settle())
     assert view.job_id == small and view.model.rowCount() == 2
+    view.table.sortByColumn(TaskColumn.QUEUE, Qt.SortOrder.AscendingOrder)
 
     # a change made elsewhere shows on the next tick, without a reset of the table
     resets: list[int] = []
     view.model.modelReset.connect(lambda: resets.append(1))
     ids = shown_ids(view)
     bridge.jobs_changed.disconnect(view.refresh)  # only the tick may tell the table
+    view.show()  # a hidden table is not read on the tick (it is read when shown)
+    run(bridge.settle())
     run(session.service.change_priority(small, [ids[-1]], 3))
     run(bridge.settle())
     assert shown_ids(view) == ids
