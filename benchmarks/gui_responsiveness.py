@@ -51,7 +51,11 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 async def measure(
-    tasks: int, workers: int, switch_every: float, window_open: bool = True
+    tasks: int,
+    workers: int,
+    switch_every: float,
+    window_open: bool = True,
+    tab: str | None = None,
 ) -> dict[str, Any]:
     from novelgen_desktop.desktop.session import DesktopSession
     from novelgen_desktop.desktop.settings import DesktopSettings
@@ -97,6 +101,10 @@ async def measure(
 
     async def switch_tabs() -> None:
         index = 0
+        if tab is not None:  # one tab all along, as an author watching it would
+            names = [window.tabs.tabText(i) for i in range(window.tabs.count())]
+            window.tabs.setCurrentIndex(names.index(tab))
+            return
         while not stop.is_set() and window_open:
             window.tabs.setCurrentIndex(index % window.tabs.count())
             index += 1
@@ -146,11 +154,16 @@ async def measure(
         "ru_maxrss_mib": round(max_rss_kib / 1024, 1),
         "platform_plugin": os.environ.get("QT_QPA_PLATFORM") or "xcb",
         "window_open": window_open,
+        "tab": tab or f"switching every {switch_every:g} s",
     }
 
 
 def run(
-    tasks: int, workers: int, switch_every: float = 3.0, window_open: bool = True
+    tasks: int,
+    workers: int,
+    switch_every: float = 3.0,
+    window_open: bool = True,
+    tab: str | None = None,
 ) -> dict[str, Any]:
     import qasync
 
@@ -163,7 +176,7 @@ def run(
     asyncio.set_event_loop(loop)
     try:
         result: dict[str, Any] = loop.run_until_complete(
-            measure(tasks, workers, switch_every, window_open)
+            measure(tasks, workers, switch_every, window_open, tab)
         )
         return result
     finally:
@@ -181,9 +194,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="baseline: the same run with the window never shown (the engine's own lag)",
     )
+    parser.add_argument(
+        "--tab",
+        choices=("Tasks", "Workers", "Charts", "Log", "Gallery"),
+        help="stay on this tab (default: switch tabs every --switch-every seconds)",
+    )
     parser.add_argument("--json", help="also write the result here")
     args = parser.parse_args(argv)
-    result = {"machine": machine(), **run(args.tasks, args.workers, args.switch_every, not args.no_window)}
+    result = {
+        "machine": machine(),
+        **run(args.tasks, args.workers, args.switch_every, not args.no_window, args.tab),
+    }
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:

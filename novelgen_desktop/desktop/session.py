@@ -248,7 +248,7 @@ class DesktopSession:
     async def finished_images(self, job_id: str) -> list[ImagePreview]:
         """The job's images on disk, in script order (the gallery)."""
         job = await self.service.find_job(job_id)
-        rows = await self.service.task_rows(job_id)
+        rows = (await self.service.task_table(job_id)).rows  # no queue positions needed
         out_dir = Path(job.out_dir)
         return [
             ImagePreview(

@@ -2,7 +2,7 @@
 followed job's cumulative progress.
 
 Drawing is decoupled from the engine on purpose: the recorder samples at its own rate and the
-plots are redrawn by a timer at a fixed rate (once a second) from its bounded histories, so
+plots are redrawn by a timer at a fixed rate (every two seconds) from its bounded histories, so
 ten workers finishing images as fast as they can cost the same redraws as one. Curves are
 made once and fed with ``setData``; antialiasing is off and long histories are clipped to
 the view and downsampled, so an hour of points draws as cheaply as a minute. Nothing is
@@ -29,8 +29,11 @@ from novelgen_desktop.gui.qt import QtCore, QtGui, QtWidgets
 # After gui.qt, which sets QT_API: pyqtgraph must draw with PySide6 whatever else is installed.
 import pyqtgraph as pg
 
-REFRESH_MS = 1000
-"""The charts' redraw rate: once a second, whatever the rate of results."""
+REFRESH_MS = 2000
+"""The charts' redraw rate, whatever the rate of results: every two seconds. A redraw of
+the three plots costs ~25-70 ms of the loop (axis text is drawn in Python by pyqtgraph);
+once a second that alone put the window's loop-lag p99 above 50 ms during a 10-worker run
+(benchmarks/gui_responsiveness.py)."""
 
 AXIS_WIDTH = 64
 
@@ -215,7 +218,7 @@ class ChartsView(QtWidgets.QWidget):
         return float(self.pause_line.value()), float(self.resume_line.value())
 
     def refresh(self, force: bool = False) -> None:
-        """Feed the curves from the recorder (a timer calls this once a second)."""
+        """Feed the curves from the recorder (a timer calls this every REFRESH_MS)."""
         settings = self.session.settings
         self.set_thresholds(settings.memory_pause_percent, settings.memory_resume_percent)
         if not force and (not self.isVisible() or self.recorder.version == self._drawn_version):

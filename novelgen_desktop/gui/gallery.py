@@ -42,6 +42,7 @@ THUMB_SIZE = 160
 CACHE_ITEMS = 2000
 CACHE_BYTES = 128 * 1024 * 1024
 DISK_CACHE_FILES = 20_000
+MAX_RELOAD_SPACING = 5.0  # seconds: the slowest the list follows a huge running job
 """Thumbnails kept on disk (about 6 KB each as JPEG): the oldest beyond this are pruned."""
 POLL_MS = 25
 """How often the GUI thread collects finished reads while any are pending."""
@@ -460,6 +461,7 @@ class GalleryView(QtWidgets.QWidget):
         self.dialogs: list[ImageDetailDialog] = []
         self._shown_done: int | None = None  # the done count the list was loaded for
         self._stale = True
+        self._next_load_at = 0.0  # monotonic: the tick may re-read the list from then on
         self._busy = False
         self.refreshes = 0
         self._show_header()
@@ -504,6 +506,8 @@ class GalleryView(QtWidgets.QWidget):
         active = self.session.service.active_job
         if not self._stale and (active is None or active.id != self.job_id):
             return
+        if not self._stale and time.monotonic() < self._next_load_at:
+            return  # a costly list (thousands of images) is re-read less often
         self._stale = False
         self._spawn(self._check(self.job_id))
 
@@ -517,6 +521,16 @@ class GalleryView(QtWidgets.QWidget):
             await self._load(job_id)
 
     async def _load(self, job_id: str) -> None:
+        started = time.monotonic()
+        try:
+            await self._load_now(job_id)
+        finally:
+            # Keep the gallery's share of the loop near 5 %: a 10,000-image list read every
+            # tick would be felt by the whole window while the run goes on.
+            cost = time.monotonic() - started
+            self._next_load_at = time.monotonic() + min(MAX_RELOAD_SPACING, cost * 20)
+
+    async def _load_now(self, job_id: str) -> None:
         done = (await self.session.service.view(job_id, workers=False)).done
         images = await self.session.finished_images(job_id)
         # A file deleted since its thumbnail was cached must not go on looking present.

@@ -229,6 +229,8 @@ def state_icon(state: TaskState) -> QtGui.QIcon:
 class TaskTableModel(QtCore.QAbstractTableModel):
     """Every task of one job, one row each, updated in place by :meth:`set_rows`."""
 
+    queue_moved = QtCore.Signal()  # queue positions changed: repaint the Queue column
+
     def __init__(self, parent: QtCore.QObject | None = None) -> None:
         super().__init__(parent)
         self._rows: list[TaskRow] = []
@@ -408,9 +410,11 @@ class TaskTableModel(QtCore.QAbstractTableModel):
             resort = resort or column >= 0
         self._emit_changed(changed)
         if moved_in_queue and self._rows:
-            queue = TaskColumn.QUEUE
-            self.dataChanged.emit(self.index(0, queue), self.index(len(self._rows) - 1, queue))
-            resort = resort or column == queue
+            # Not dataChanged over the whole column: a filter proxy would re-filter every
+            # row of a 10,000-task job for a change that cannot affect the filter. Views
+            # repaint the column (they read positions when they paint).
+            self.queue_moved.emit()
+            resort = resort or column == TaskColumn.QUEUE
         if resort:
             self._apply_sort()
 
