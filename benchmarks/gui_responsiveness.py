@@ -62,7 +62,6 @@ async def measure(
     from novelgen_desktop.engine.model import JobState
     from novelgen_desktop.gui.bridge import EngineBridge
     from novelgen_desktop.gui.main_window import MainWindow
-    from novelgen_desktop.gui.qt import QtWidgets
     from novelgen_desktop.paths import DataPaths
     from novelgen_desktop.sim.worker import SimBehaviour
 
@@ -135,7 +134,6 @@ async def measure(
     done = asyncio.Event()
     window.quit_finished.connect(done.set)
     await asyncio.wait_for(done.wait(), 60)
-    QtWidgets.QApplication.processEvents()
     max_rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "tasks": tasks,

@@ -44,9 +44,10 @@ def virtual_display(width: int = 1440, height: int = 900) -> Iterator[str]:
     if shutil.which("Xvfb") is None:
         raise SystemExit("screenshot_gui: Xvfb is missing (bash scripts/setup.sh --tests)")
     for number in range(90, 140):
-        if not Path(f"/tmp/.X11-unix/X{number}").exists() and not Path(
-            f"/tmp/.X{number}-lock"
-        ).exists():
+        if (
+            not Path(f"/tmp/.X11-unix/X{number}").exists()
+            and not Path(f"/tmp/.X{number}-lock").exists()
+        ):
             break
     display = f":{number}"
     server = subprocess.Popen(
@@ -82,7 +83,7 @@ async def take(out: Path, data_dir: Path) -> list[Path]:
     from novelgen_desktop.desktop.settings import DesktopSettings
     from novelgen_desktop.gui.bridge import EngineBridge
     from novelgen_desktop.gui.main_window import MainWindow
-    from novelgen_desktop.gui.qt import QtGui, QtWidgets
+    from novelgen_desktop.gui.qt import QtGui
     from novelgen_desktop.paths import DataPaths
     from novelgen_desktop.sim.worker import SimBehaviour
 
@@ -95,9 +96,7 @@ async def take(out: Path, data_dir: Path) -> list[Path]:
     window.move(20, 20)
     window.show()
     bridge.start_ticking()
-    result = await asyncio.get_running_loop().run_in_executor(
-        None, session.preview_files, [SCRIPT]
-    )
+    result = await asyncio.get_running_loop().run_in_executor(None, session.preview_files, [SCRIPT])
     job_id = await session.create_job("The Lighthouse Keeper", result)
     bridge.select_job(job_id)
     session.start_simulated_workers(
@@ -122,7 +121,6 @@ async def take(out: Path, data_dir: Path) -> list[Path]:
     for index, name in enumerate(SHOTS):
         window.tabs.setCurrentIndex(index)
         await asyncio.sleep(2.5)  # two refresh beats and the thumbnails of the gallery
-        QtWidgets.QApplication.processEvents()
         frame = window.frameGeometry()
         pixmap = screen.grabWindow(0, frame.x(), frame.y(), frame.width(), frame.height())
         if pixmap.isNull() or pixmap.width() < 100:
@@ -133,7 +131,10 @@ async def take(out: Path, data_dir: Path) -> list[Path]:
     done = asyncio.Event()
     window.quit_finished.connect(done.set)
     window.request_quit()
-    await asyncio.wait_for(done.wait(), 60)
+    try:  # the images are written; a slow drain (a loaded machine) must not lose them
+        await asyncio.wait_for(done.wait(), 180)
+    except TimeoutError:
+        print("screenshot_gui: the app took over 180 s to quit", file=sys.stderr)
     return written
 
 
