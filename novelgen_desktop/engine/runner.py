@@ -172,6 +172,23 @@ def manifest_row(
     }
 
 
+def task_slots(tasks: Sequence[TaskRecord]) -> list[TaskSlot]:
+    """The scheduler's view of stored tasks (what dispatch decisions need)."""
+    return [
+        TaskSlot(
+            id=t.id,
+            seq=t.seq,
+            priority=t.priority,
+            state=t.state,
+            attempts=t.attempts,
+            failures=t.failures,
+            not_before=t.not_before,
+            rank=t.queue_rank,
+        )
+        for t in tasks
+    ]
+
+
 class JobRunner:
     """Runs one job with a set of workers until every task is terminal or it is stopped."""
 
@@ -200,19 +217,7 @@ class JobRunner:
         self.tasks = {t.id: t for t in tasks}
         self.out_dir = Path(job.out_dir)
         self.scheduler = Scheduler(self.settings.policy)
-        self.scheduler.load(
-            TaskSlot(
-                id=t.id,
-                seq=t.seq,
-                priority=t.priority,
-                state=t.state,
-                attempts=t.attempts,
-                failures=t.failures,
-                not_before=t.not_before,
-                rank=t.queue_rank,
-            )
-            for t in tasks
-        )
+        self.scheduler.load(task_slots(tasks))
         for account, until in (cooldowns or {}).items():
             self.scheduler.set_cooldown(account, until)
         counts = self.scheduler.counts()

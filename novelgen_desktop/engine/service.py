@@ -35,8 +35,8 @@ from novelgen_desktop.engine.replaced import (
     set_aside,
     undo_set_aside,
 )
-from novelgen_desktop.engine.runner import JobRunner, RunSettings, planned_relative
-from novelgen_desktop.engine.scheduler import QueueMove, QueuePlace, Scheduler, TaskSlot
+from novelgen_desktop.engine.runner import JobRunner, RunSettings, planned_relative, task_slots
+from novelgen_desktop.engine.scheduler import QueueMove, QueuePlace, Scheduler
 from novelgen_desktop.engine.worker import Worker
 from novelgen_desktop.errors import ConfigError, OutputError
 from novelgen_desktop.output.imagecheck import InvalidImageError, inspect_image
@@ -1133,26 +1133,10 @@ def _stored_queue_order(progress: Iterable[tuple[Any, ...]]) -> list[int]:
     return [task_id for *_key, task_id in sorted(queued)]
 
 
-def _slots(tasks: Sequence[TaskRecord]) -> list[TaskSlot]:
-    return [
-        TaskSlot(
-            id=t.id,
-            seq=t.seq,
-            priority=t.priority,
-            state=t.state,
-            attempts=t.attempts,
-            failures=t.failures,
-            not_before=t.not_before,
-            rank=t.queue_rank,
-        )
-        for t in tasks
-    ]
-
-
 def _offline_scheduler(tasks: Sequence[TaskRecord]) -> Scheduler:
     """A scheduler over a stored job that is not running: the same queue rules decide."""
     scheduler = Scheduler()
-    scheduler.load(_slots(tasks))
+    scheduler.load(task_slots(tasks))
     return scheduler
 
 

@@ -15,6 +15,7 @@ import qasync
 
 from novelgen_desktop.desktop.session import DesktopSession
 from novelgen_desktop.desktop.settings import DesktopSettings
+from novelgen_desktop.gui.bridge import EngineBridge
 from novelgen_desktop.gui.qt import QtWidgets
 from novelgen_desktop.paths import resolve_data_dir
 
@@ -71,6 +72,27 @@ def run(qloop: asyncio.AbstractEventLoop) -> Callable[[Awaitable[T]], T]:
         return qloop.run_until_complete(awaitable)
 
     return runner
+
+
+@pytest.fixture(autouse=True)
+def collect_qt_garbage() -> Iterator[None]:
+    """Free unreachable Qt objects on the GUI thread, before and after each test.
+
+    Each test's closed qasync loop leaves its QObjects (``_SimpleTimer``, ``Signaller``, the
+    executor's ``_QThreadWorker`` threads) in reference cycles. Left to the collector, they
+    are destroyed on whichever thread allocates next — the store thread, the parser's
+    executor — and Qt aborts ("Timers cannot be stopped from another thread")."""
+    gc.collect()
+    yield
+    gc.collect()
+
+
+@pytest.fixture
+def bridge(session: DesktopSession) -> Iterator[EngineBridge]:
+    """The engine bridge the views take (not ticking: tests tick it or call refresh)."""
+    bridge = EngineBridge(session)
+    yield bridge
+    bridge.stop()
 
 
 @pytest.fixture

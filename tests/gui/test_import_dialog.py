@@ -3,8 +3,6 @@ block "Create job"), and what "Create job" makes in the engine."""
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,26 +51,6 @@ def top_items(dialog: ImportPreviewDialog) -> list[QtWidgets.QTreeWidgetItem]:
     tree = dialog.tree
     items = (tree.topLevelItem(i) for i in range(tree.topLevelItemCount()))
     return [item for item in items if item is not None]
-
-
-@pytest.fixture(autouse=True)
-def collect_qt_garbage() -> Iterator[None]:
-    """Free unreachable Qt objects on the GUI thread, before and after each test.
-
-    Each test's closed qasync loop leaves its QObjects (``_SimpleTimer``, ``Signaller``, the
-    executor's ``_QThreadWorker`` threads) in reference cycles. Left to the collector, they
-    are destroyed on whichever thread allocates next — the store thread, the parser's
-    executor — and Qt aborts ("Timers cannot be stopped from another thread")."""
-    gc.collect()
-    yield
-    gc.collect()
-
-
-@pytest.fixture
-def bridge(session: DesktopSession) -> Any:
-    bridge = EngineBridge(session)
-    yield bridge
-    bridge.stop()
 
 
 def preview(bridge: EngineBridge, run: Any, paths: list[str]) -> ImportPreviewDialog:
@@ -296,7 +274,7 @@ def test_an_output_folder_in_the_way_of_a_file_is_refused_before_create(
     assert dialog.create_button.isEnabled()
 
 
-def test_a_refused_create_keeps_what_the_author_typed(  # noqa: PLR0917 - fixtures
+def test_a_refused_create_keeps_what_the_author_typed(
     qtbot: Any,
     session: DesktopSession,
     bridge: EngineBridge,

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,26 +42,6 @@ def cell(view: JobsView, job_id: str, column: JobColumn) -> str:
     return text
 
 
-@pytest.fixture(autouse=True)
-def collect_qt_garbage() -> Iterator[None]:
-    """Free unreachable Qt objects on the GUI thread, before and after each test.
-
-    Each test's closed qasync loop leaves its QObjects (``_SimpleTimer``, ``Signaller``, the
-    executor's ``_QThreadWorker`` threads) in reference cycles. Left to the collector, they
-    are destroyed on whichever thread allocates next — the store thread, the parser's
-    executor — and Qt aborts ("Timers cannot be stopped from another thread")."""
-    gc.collect()
-    yield
-    gc.collect()
-
-
-@pytest.fixture
-def bridge(session: DesktopSession) -> Any:
-    bridge = EngineBridge(session)
-    yield bridge
-    bridge.stop()
-
-
 def test_the_list_shows_jobs_with_state_and_progress(
     qtbot: Any, session: DesktopSession, bridge: EngineBridge, run: Any, tmp_path: Path
 ) -> None:
@@ -88,7 +67,7 @@ def test_the_list_shows_jobs_with_state_and_progress(
     assert bridge.selected_job == second  # the author's choice stays
 
 
-def test_pause_resume_and_cancel_reach_the_engine(  # noqa: PLR0917 - fixtures
+def test_pause_resume_and_cancel_reach_the_engine(
     qtbot: Any,
     session: DesktopSession,
     bridge: EngineBridge,

@@ -215,7 +215,7 @@ def test_copy_rows_and_export_round_trips(
     ],
     ids=["refusals", "failures"],
 )
-def test_grouped_errors_of_the_selected_job(  # noqa: PLR0917 - pytest fixtures
+def test_grouped_errors_of_the_selected_job(
     qtbot: Any,
     session: DesktopSession,
     run: Any,

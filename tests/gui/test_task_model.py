@@ -4,10 +4,8 @@ and updates that touch only the rows that changed."""
 from __future__ import annotations
 
 import dataclasses
-import gc
 import random
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -102,19 +100,6 @@ def reference_order(rows: list[TaskRow], column: TaskColumn, descending: bool) -
     for text, _value in ordered_keys:
         ids.extend(r.task_id for r in sorted(groups[text], key=lambda r: r.seq))
     return ids + [r.task_id for r in empty]
-
-
-@pytest.fixture(autouse=True)
-def collect_qt_garbage() -> Iterator[None]:
-    """Free unreachable Qt objects on the GUI thread, before and after each test.
-
-    Each test's closed qasync loop leaves its QObjects (``_SimpleTimer``, ``Signaller``, the
-    executor's ``_QThreadWorker`` threads) in reference cycles. Left to the collector, they
-    are destroyed on whichever thread allocates next — the store thread, the parser's
-    executor — and Qt aborts ("Timers cannot be stopped from another thread")."""
-    gc.collect()
-    yield
-    gc.collect()
 
 
 @pytest.fixture

@@ -4,8 +4,7 @@ can be retried or edited and requeued, and the selection follows the tasks."""
 from __future__ import annotations
 
 import asyncio
-import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,26 +46,6 @@ def shown_ids(view: TasksView) -> list[int]:
 
 def selected_ids(view: TasksView) -> list[int]:
     return [row.task_id for row in view.selected_rows()]
-
-
-@pytest.fixture(autouse=True)
-def collect_qt_garbage() -> Iterator[None]:
-    """Free unreachable Qt objects on the GUI thread, before and after each test.
-
-    Each test's closed qasync loop leaves its QObjects (``_SimpleTimer``, ``Signaller``, the
-    executor's ``_QThreadWorker`` threads) in reference cycles. Left to the collector, they
-    are destroyed on whichever thread allocates next — the store thread, the parser's
-    executor — and Qt aborts ("Timers cannot be stopped from another thread")."""
-    gc.collect()
-    yield
-    gc.collect()
-
-
-@pytest.fixture
-def bridge(session: DesktopSession) -> Any:
-    bridge = EngineBridge(session)
-    yield bridge
-    bridge.stop()
 
 
 def test_queue_actions_reach_the_engine_and_keep_the_selection(
