@@ -119,9 +119,9 @@ class DesktopSession:
         self.token = load_or_create_token(paths)
         self.hub: Hub | None = None
         self.port: int | None = None
-        self.sim_workers: list[RemoteSimWorker] = []
-        self._sim_stop = asyncio.Event()
-        self._sim_task: asyncio.Task[list[RemoteSimWorker]] | None = None
+        # Simulated tabs by worker id: (the worker, its own stop, its task).
+        self._sims: dict[str, tuple[RemoteSimWorker, asyncio.Event, asyncio.Task[None]]] = {}
+        self._sim_mode = False  # demo mode: tab counts apply to the simulated tabs
         self._sim_behaviour: SimBehaviour | None = None
         self.started = False
 
@@ -172,45 +172,62 @@ class DesktopSession:
     # --- demo workers ---------------------------------------------------------------------
 
     def start_simulated_workers(self, count: int, behaviour: SimBehaviour | None = None) -> None:
-        """Connect ``count`` simulated tabs over the real protocol (the demo without ChatGPT,
-        and what the GUI's benchmark drives). Replaces any running ones."""
+        """Connect ``count`` more simulated tabs over the real protocol (the demo without
+        ChatGPT, and what the GUI's benchmark drives): ``sim-N`` on account
+        ``sim-account-N``, each with a stop of its own so one can be closed alone."""
         if self.hub is None:
             raise RuntimeError("the session is not started")
-        from novelgen_desktop.sim.remote import run_sim_workers  # noqa: PLC0415
+        if behaviour is not None or self._sim_behaviour is None:
+            self._sim_behaviour = behaviour or SimBehaviour(
+                latency_median=self.settings.sim_latency,
+                latency_sigma=0.3,
+                seed=int(self.clock()),
+            )
+        self._sim_mode = True
+        number = 0
+        for _ in range(count):
+            number += 1
+            while f"{SIM_PREFIX}-{number}" in self._sims:
+                number += 1
+            worker_id = f"{SIM_PREFIX}-{number}"
+            remote, stop = RemoteSimWorker(), asyncio.Event()
+            task = asyncio.create_task(
+                remote.run(
+                    self.hub_url,
+                    self.token,
+                    worker_id=worker_id,
+                    account_id=f"{SIM_PREFIX}-account-{number}",
+                    behaviour=self._sim_behaviour,
+                    stop=stop,
+                ),
+                name=f"sim-worker-{worker_id}",
+            )
+            self._sims[worker_id] = (remote, stop, task)
 
-        self._sim_behaviour = behaviour or SimBehaviour(
-            latency_median=self.settings.sim_latency, latency_sigma=0.3, seed=int(self.clock())
-        )
-        if self._sim_task is not None and not self._sim_task.done():
-            raise RuntimeError("simulated workers are running: stop them first")
-        self._sim_stop = asyncio.Event()
-        self.sim_workers = [RemoteSimWorker() for _ in range(count)]
-        self._sim_task = asyncio.create_task(
-            run_sim_workers(
-                self.hub_url,
-                self.token,
-                count,
-                self._sim_behaviour,
-                stop=self._sim_stop,
-                workers=self.sim_workers,
-                prefix=SIM_PREFIX,
-            ),
-            name="sim-workers",
-        )
+    @property
+    def sim_workers(self) -> list[RemoteSimWorker]:
+        return [remote for remote, _stop, _task in self._sims.values()]
+
+    async def _stop_simulated(self, worker_ids: list[str]) -> None:
+        stopping = [self._sims.pop(w) for w in worker_ids if w in self._sims]
+        for _remote, stop, _task in stopping:
+            stop.set()
+        for _remote, _stop, task in stopping:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 10.0)
 
     async def _stop_simulated_workers(self) -> None:
-        self._sim_stop.set()
-        if self._sim_task is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._sim_task, 10.0)
-            self._sim_task = None
-        self.sim_workers = []
+        await self._stop_simulated(list(self._sims))
+        self._sim_mode = False
 
     async def set_simulated_workers(self, count: int) -> None:
-        """Run exactly ``count`` simulated tabs (0: none)."""
-        await self._stop_simulated_workers()
-        if count > 0:
-            self.start_simulated_workers(count, self._sim_behaviour)
+        """Run exactly ``count`` simulated tabs (0: none): the highest-numbered go first."""
+        current = sorted(self._sims, key=lambda w: int(w.rsplit("-", 1)[1]))
+        if count < len(current):
+            await self._stop_simulated(current[count:])
+        elif count > len(current):
+            self.start_simulated_workers(count - len(current))
+        self._sim_mode = count > 0
 
     # --- jobs -----------------------------------------------------------------------------
 
@@ -346,11 +363,12 @@ class DesktopSession:
         self.settings = replace(self.settings, default_workers=tabs)
         if self.hub is not None:
             await self.hub.configure_browsers(Configure(tabs=tabs))
-        if self._sim_task is not None:
+        if self._sim_mode:
             await self.set_simulated_workers(tabs)
 
     def browser_tab_count(self) -> int:
-        return self.settings.default_workers
+        """Tabs asked of each browser; in demo mode, the simulated tabs running."""
+        return len(self._sims) if self._sim_mode else self.settings.default_workers
 
     async def close_tab(self, worker_id: str) -> None:
         """Close one tab: a browser tab is released by asking its browser for one tab fewer
@@ -359,8 +377,8 @@ class DesktopSession:
         row = next((w for w in self._remote_workers() if w.worker_id == worker_id), None)
         if row is None:
             raise ConfigError(f"no worker {worker_id!r} is connected")
-        if worker_id.startswith(f"{SIM_PREFIX}-") and self._sim_task is not None:
-            await self.set_simulated_workers(max(0, len(self.sim_workers) - 1))
+        if worker_id in self._sims:  # exactly this simulated tab goes
+            await self._stop_simulated([worker_id])
             return
         await self.set_browser_tabs(max(1, self.settings.default_workers - 1))
 

@@ -84,8 +84,14 @@ def test_a_paused_worker_says_so_and_gets_no_work(tmp_path: Path) -> None:
             async with asyncio.timeout(20):
                 while not await done():
                     await asyncio.sleep(0.05)
-            await session.close_tab("sim-1")
-            assert session.sim_workers == []
+            session.start_simulated_workers(2)
+            await until(lambda: len([r for r in session.worker_rows() if r.connected]) == 3)
+            await session.close_tab("sim-2")  # exactly that one, not the last
+            assert sorted(session._sims) == ["sim-1", "sim-3"]
+            await until(
+                lambda: {r.worker_id for r in session.worker_rows() if r.connected}
+                == {"sim-1", "sim-3"}
+            )
         finally:
             await session.stop()
 

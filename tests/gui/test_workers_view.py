@@ -4,7 +4,6 @@ actions on them, and a model that repaints only the rows that changed."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -195,7 +194,7 @@ def test_open_more_tabs_adds_one_and_stops_at_ten(
     qtbot.waitUntil(lambda: len(_connected(view)) == 3, timeout=10000)
     assert failures == []
 
-    session.settings = replace(session.settings, default_workers=10)
+    run(session.set_browser_tabs(10))  # demo mode: ten simulated tabs
     view.refresh()
     assert not view.more_action.isEnabled()
     view.open_more_tabs()
