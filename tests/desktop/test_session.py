@@ -89,8 +89,10 @@ def test_a_paused_worker_says_so_and_gets_no_work(tmp_path: Path) -> None:
             await session.close_tab("sim-2")  # exactly that one, not the last
             assert sorted(session._sims) == ["sim-1", "sim-3"]
             await until(
-                lambda: {r.worker_id for r in session.worker_rows() if r.connected}
-                == {"sim-1", "sim-3"}
+                lambda: (
+                    {r.worker_id for r in session.worker_rows() if r.connected}
+                    == {"sim-1", "sim-3"}
+                )
             )
         finally:
             await session.stop()
