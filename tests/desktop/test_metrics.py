@@ -237,6 +237,11 @@ def test_psutil_probe_reads_sane_numbers_for_this_process() -> None:
     assert abs(sample.ts - time.time()) < 60
 
 
+# Unique per test process (and within Linux's 15-character process names): another test run
+# on the same machine must not count as this one's browser.
+FAKE_BROWSER = f"fakebr{os.getpid() % 10**9}"
+
+
 @pytest.fixture
 def fake_browser(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """A process tree rooted at a process named ``fakebrowser``: the root (a shell script),
@@ -247,9 +252,9 @@ def fake_browser(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
         pytest.skip("no sleep binary")
     sub = tmp_path / "sub"
     sub.mkdir()
-    shutil.copy(sleep, sub / "fakebrowser")
-    script = tmp_path / "fakebrowser"
-    script.write_text(f'#!/bin/sh\n"{sub / "fakebrowser"}" 60 &\nsleep 60 &\nwait\n')
+    shutil.copy(sleep, sub / FAKE_BROWSER)
+    script = tmp_path / FAKE_BROWSER
+    script.write_text(f'#!/bin/sh\n"{sub / FAKE_BROWSER}" 60 &\nsleep 60 &\nwait\n')
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     proc = subprocess.Popen([str(script)], start_new_session=True)
     try:
@@ -272,7 +277,7 @@ def test_psutil_probe_sums_pss_over_a_browser_process_tree(
     expected = {root.pid} | {c.pid for c in children}
     assert len(expected) == 3
 
-    probe = PsutilProbe(browser_names=("fakebrowser",), refresh_every=100)
+    probe = PsutilProbe(browser_names=(FAKE_BROWSER,), refresh_every=100)
     sample = probe.read()
     assert probe.browser_pids == expected
     assert sample.browser_processes == 3
