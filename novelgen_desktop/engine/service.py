@@ -545,25 +545,36 @@ class JobService:
         return JobState.RUNNING
 
     async def cancel(self, job_id: str) -> JobState:
+        """Cancel the job: the running one through its runner; a stored one under its lock,
+        holding the gate so the dispatcher cannot start it meanwhile (it would find the
+        lock taken and skip the job), after waiting for a job that is being started."""
         job = await self.find_job(job_id)
         self._resume_when_stopped.discard(job.id)
-        if self._is_active(job.id) and self.runner is not None:
-            self.runner.cancel()
-            self._changed()
-            return JobState.CANCELLED
-        if job.state in _TERMINAL_JOB:
-            raise ConfigError(f"job {job.id} is already {job.state.value}")
 
         def cancel() -> None:
             with JobLock(self.paths.job_lock(job.id), job.id):
                 self.store.cancel_job(job.id)
 
-        try:
-            await self._in_thread(cancel)
-        except JobBusyError as exc:
-            raise ConfigError(str(exc)) from exc
-        self._changed()
-        return JobState.CANCELLED
+        for _ in range(5):
+            async with self._gate:
+                if self._is_active(job.id) and self.runner is not None:
+                    self.runner.cancel()
+                    self._changed()
+                    return JobState.CANCELLED
+                if self._starting_job != job.id:
+                    job = await self.find_job(job.id)
+                    if job.state in _TERMINAL_JOB:
+                        raise ConfigError(f"job {job.id} is already {job.state.value}")
+                    try:
+                        await self._in_thread(cancel)
+                    except JobBusyError as exc:
+                        raise ConfigError(str(exc)) from exc
+                    self._changed()
+                    return JobState.CANCELLED
+                started = self._started
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(started.wait(), 60.0)
+        raise ConfigError(f"job {job.id} is starting; try again in a moment")
 
     # --- the author's queue actions (GUI) --------------------------------------------------
 
