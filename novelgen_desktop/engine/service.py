@@ -1151,14 +1151,6 @@ def _offline_scheduler(tasks: Sequence[TaskRecord]) -> Scheduler:
     return scheduler
 
 
-def _queued_in_order(tasks: Sequence[TaskRecord]) -> list[TaskRecord]:
-    queued = [t for t in tasks if t.state in (TaskState.QUEUED, TaskState.LEASED)]
-    return sorted(
-        queued,
-        key=lambda t: (-t.priority, t.seq if t.queue_rank is None else t.queue_rank, t.id),
-    )
-
-
 def _cooling(runner: JobRunner, account_id: str, now: float) -> float | None:
     until = runner.scheduler.cooldowns.get(account_id)
     return until if until is not None and until > now else None

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from novelgen_desktop.desktop.metrics import MetricsRecorder
-from novelgen_desktop.desktop.settings import load_settings
 from novelgen_desktop.gui.bridge import EngineBridge
 from novelgen_desktop.gui.charts import ChartsView
 from novelgen_desktop.gui.gallery import GalleryView
@@ -295,4 +294,4 @@ def settings_problems_text(problems: list[str]) -> str:
     return "The settings file had problems; the defaults stand in for:\n\n" + "\n".join(problems)
 
 
-__all__ = ["MainWindow", "load_settings", "settings_problems_text"]
+__all__ = ["MainWindow", "settings_problems_text"]

@@ -503,17 +503,6 @@ class Store:
             rows += cursor.execute(f"{sql} AND t.id IN ({marks})", (job_id, *chunk)).fetchall()
         return rows
 
-    def task_durations(self, job_id: str) -> dict[int, float]:
-        """Seconds the successful attempt of each done task took (one query for a whole
-        job: the task table shows it for 10,000 rows)."""
-        rows = self._conn.execute(
-            "SELECT a.task_id, a.ended_at - a.started_at FROM attempts a "
-            "JOIN tasks t ON t.id = a.task_id "
-            "WHERE t.job_id = ? AND a.outcome = 'done' AND a.ended_at IS NOT NULL",
-            (job_id,),
-        ).fetchall()
-        return {task_id: max(0.0, seconds) for task_id, seconds in rows}
-
     def error_summary(self, job_id: str) -> list[tuple[str, str, int]]:
         """Failed attempts grouped by (kind, message), most frequent first."""
         rows = self._conn.execute(
