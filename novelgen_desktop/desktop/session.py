@@ -131,12 +131,9 @@ class DesktopSession:
         """Open the store, listen for tabs (``port`` 0: any free port) and, in demo mode,
         connect the simulated tabs. ConfigError when the port is taken."""
         await self.service.start()
-        extensions = paired_extensions(self.paths)
-        if SHIPPED_EXTENSION_ID not in extensions:
-            extensions.append(SHIPPED_EXTENSION_ID)
         self.hub = Hub(
             self.token,
-            extension_ids=extensions,
+            extension_ids=paired_extensions(self.paths),  # the shipped extension first
             service=self.service,
             browser_config=Configure(tabs=self.settings.default_workers),
         )
