@@ -44,6 +44,15 @@ class JobState(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+class MemoryLevel(enum.StrEnum):
+    """The memory governor's state (``memory.governor``): how hard dispatch is held back."""
+
+    NORMAL = "normal"  # dispatch as usual
+    PRESSURE = "pressure"  # no new attempts; those in flight finish
+    CRITICAL = "critical"  # as pressure, and attempts not yet sent to ChatGPT are called back
+    RECOVERING = "recovering"  # below the resume threshold: workers are let back a few at a time
+
+
 class ErrorKind(enum.StrEnum):
     """Why an attempt did not produce an image. Mirrors the worker protocol's error kinds."""
 

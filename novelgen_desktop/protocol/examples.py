@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from novelgen_desktop.engine.model import ErrorKind, JobState
+from novelgen_desktop.engine.model import ErrorKind, JobState, MemoryLevel
 from novelgen_desktop.protocol.codes import ErrorCode
 from novelgen_desktop.protocol.messages import (
     MAX_IMAGE_BYTES,
@@ -17,6 +17,9 @@ from novelgen_desktop.protocol.messages import (
     ByeReason,
     Cancel,
     ChatMode,
+    Cleanup,
+    CleanupAction,
+    CleanupDone,
     Configure,
     Control,
     ControlAction,
@@ -31,6 +34,7 @@ from novelgen_desktop.protocol.messages import (
     Jobs,
     JobSummary,
     ListJobs,
+    MemoryState,
     Message,
     Progress,
     Result,
@@ -105,6 +109,22 @@ def example_messages() -> list[Message]:
             metadata={"job_id": "lighthouse-keeper-20261123-7f3a", "panel": 3},
         ),
         Cancel(task_id="4812", attempt=2, reason="job paused"),
+        Cleanup(request_id="mem-12", action=CleanupAction.RELOAD_TAB, reason="memory pressure"),
+        CleanupDone(
+            re="mem-12",
+            action=CleanupAction.RELOAD_TAB,
+            ok=True,
+            heap_before=612_000_000,
+            heap_after=48_000_000,
+        ),
+        MemoryState(
+            ts=1795000000.0,
+            state=MemoryLevel.PRESSURE,
+            previous=MemoryLevel.NORMAL,
+            system_percent=81.5,
+            reason="system memory 81.5 % >= 80 %",
+            held_workers=("tab-1", "tab-2"),
+        ),
         Configure(
             tabs=3,
             chat_mode=ChatMode.PER_TASK,

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from novelgen_desktop.engine.model import ErrorKind, JobState
+from novelgen_desktop.engine.model import ErrorKind, JobState, MemoryLevel
 from novelgen_desktop.protocol.codes import ErrorCode, ProtocolError
 from novelgen_desktop.protocol.schema import Metadata, Schema, field_error, rule, schema_for
 
@@ -111,6 +111,14 @@ class ChatMode(enum.StrEnum):
 
     PER_TASK = "per_task"  # every attempt in a fresh chat: no earlier image colours the next
     PER_SEQUENCE = "per_sequence"  # one chat per job/chapter/page: the model sees the page so far
+
+
+class CleanupAction(enum.StrEnum):
+    """What the hub asks a browser worker to do to give memory back (``cleanup``)."""
+
+    RELOAD_TAB = "reload_tab"  # reload the idle tab; answered once the page is back and healthy
+    NEW_CHAT = "new_chat"  # open a fresh chat in the idle tab (a long conversation's DOM goes)
+    DROP_IMAGES = "drop_images"  # forget image bytes of results the hub already acknowledged
 
 
 class ControlAction(enum.StrEnum):
@@ -314,6 +322,35 @@ class Configure:
 
 
 @dataclass(frozen=True, slots=True)
+class Cleanup:
+    """Hub → worker: give memory back (the memory governor). Only sent to workers whose hello
+    lists the ``cleanup`` capability; answered by exactly one ``cleanup_done``. A tab with an
+    attempt in hand refuses ``reload_tab`` and ``new_chat`` (``ok: false``): nothing paid for
+    is ever thrown away."""
+
+    type: ClassVar[str] = "cleanup"
+    senders: ClassVar[frozenset[Role]] = _HUB
+    request_id: str = field(metadata=ID_RULE)
+    action: CleanupAction
+    reason: str | None = field(default=None, metadata=TEXT_RULE)
+
+
+@dataclass(frozen=True, slots=True)
+class CleanupDone:
+    """Worker → hub: the answer to ``cleanup`` (``re`` is its ``request_id``)."""
+
+    type: ClassVar[str] = "cleanup_done"
+    senders: ClassVar[frozenset[Role]] = _WORKERS
+    re: str = field(metadata=ID_RULE)
+    action: CleanupAction
+    ok: bool
+    heap_before: int | None = field(default=None, metadata=rule(ge=0, le=2**48))
+    heap_after: int | None = field(default=None, metadata=rule(ge=0, le=2**48))
+    freed_bytes: int | None = field(default=None, metadata=rule(ge=0, le=2**48))
+    detail: str | None = field(default=None, metadata=TEXT_RULE)
+
+
+@dataclass(frozen=True, slots=True)
 class Progress:
     """Worker → hub: an attempt moved on (optional; also counts as a data message)."""
 
@@ -399,6 +436,7 @@ class Status:
     task_id: str | None = field(default=None, metadata=TASK_RULE)
     url: str | None = field(default=None, metadata=URL_RULE)
     detail: str | None = field(default=None, metadata=TEXT_RULE)
+    conversation_turns: int | None = field(default=None, metadata=COUNT_RULE)
 
 
 # == client role ===============================================================================
@@ -520,6 +558,23 @@ class Errors:
 
 
 @dataclass(frozen=True, slots=True)
+class MemoryState:
+    """Hub → client: the memory governor changed state (sent to every subscribed client, and
+    once right after ``subscribe`` while the state is not ``normal``)."""
+
+    type: ClassVar[str] = "memory_state"
+    senders: ClassVar[frozenset[Role]] = _HUB
+    ts: float = field(metadata=TIME_RULE)
+    state: MemoryLevel
+    previous: MemoryLevel
+    system_percent: float = field(metadata=rule(ge=0.0, le=100.0))
+    reason: str = field(default="", metadata=TEXT_RULE)
+    held_workers: tuple[str, ...] = field(
+        default=(), metadata=rule(max_items=256, item=ID_RULE["rule"])
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Control:
     """Client → hub: pause, resume or cancel a job; answered by ``ack`` or ``error``."""
 
@@ -572,6 +627,8 @@ Message = (
     | Assign
     | Cancel
     | Configure
+    | Cleanup
+    | CleanupDone
     | Progress
     | Result
     | TaskError
@@ -581,6 +638,7 @@ Message = (
     | Subscribe
     | JobProgress
     | Errors
+    | MemoryState
     | Control
     | ListJobs
     | Jobs
@@ -598,6 +656,8 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         Assign,
         Cancel,
         Configure,
+        Cleanup,
+        CleanupDone,
         Progress,
         Result,
         TaskError,
@@ -607,6 +667,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         Subscribe,
         JobProgress,
         Errors,
+        MemoryState,
         Control,
         ListJobs,
         Jobs,

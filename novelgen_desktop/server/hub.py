@@ -43,6 +43,7 @@ from novelgen_desktop.protocol.messages import (
     Ack,
     Bye,
     ByeReason,
+    CleanupDone,
     Configure,
     Error,
     Heartbeat,
@@ -334,6 +335,8 @@ class Session:
         elif isinstance(message, Progress):
             worker.check_attempt(int(message.task_id), message.attempt)
             worker.last_progress = message
+        elif isinstance(message, CleanupDone):
+            worker.cleanup_done(message)
         elif isinstance(message, Status):
             before = worker.accepting_work
             worker.last_status = message

@@ -24,7 +24,17 @@ from novelgen_desktop.engine.model import Assignment, WorkerOutcome, WorkerResul
 from novelgen_desktop.engine.worker import WorkerCrashed
 from novelgen_desktop.protocol.codes import ErrorCode, ProtocolError
 from novelgen_desktop.protocol.convert import assign_from
-from novelgen_desktop.protocol.messages import Cancel, Hello, Progress, Status, TabHealth
+from novelgen_desktop.protocol.messages import (
+    Cancel,
+    Cleanup,
+    CleanupAction,
+    CleanupDone,
+    Hello,
+    Progress,
+    Stage,
+    Status,
+    TabHealth,
+)
 
 if TYPE_CHECKING:
     from novelgen_desktop.server.hub import Session
@@ -35,6 +45,11 @@ waits) for the worker to reconnect."""
 _WORKABLE = frozenset({TabHealth.OK, TabHealth.LOADING})
 """Tab health states in which a worker is given new work."""
 _REMEMBERED = 1000  # attempts remembered per worker (issued / finished), oldest forgotten
+CLEANUP_TIMEOUT = 75.0
+"""How long the hub waits for ``cleanup_done`` (a reload answers once the page is back, at
+most 60 s later by the protocol)."""
+UNPAID_STAGES = frozenset({Stage.ACCEPTED, Stage.TYPING})
+"""Stages of an attempt before the prompt was sent to ChatGPT: calling it back costs nothing."""
 KEEP_TIMEOUT = 60.0
 """How long an accepted image may take to be written before the hub gives up on acking it
 (the worker then keeps it and sends it again after reconnecting)."""
@@ -74,6 +89,9 @@ class RemoteWorker:
         self.last_status: Status | None = None
         self.instance_id: str | None = None
         self.tab_id: str | None = None  # the browser tab it drives, from its hello
+        self.capabilities: frozenset[str] = frozenset()
+        self._cleanups: dict[str, tuple[CleanupAction, asyncio.Future[CleanupDone]]] = {}
+        self._cleanup_seq = 0
         self.restarts = 0  # reconnections under a new instance id
         self._said_goodbye = False  # the last connection ended with a bye other than restart
         self.connections = 0
@@ -139,6 +157,64 @@ class RemoteWorker:
             if self._future is future:
                 self._in_flight, self._future = None, None
 
+    @property
+    def in_flight(self) -> tuple[int, int] | None:
+        """(task id, attempt) of the attempt in hand, or None."""
+        return self._in_flight
+
+    def attempt_unpaid(self) -> bool:
+        """The attempt in hand has not been sent to ChatGPT yet (its last ``progress`` says
+        accepted or typing): calling it back costs no image. False when unknown."""
+        key, progress = self._in_flight, self.last_progress
+        if key is None or progress is None:
+            return False
+        if (int(progress.task_id), progress.attempt) != key:
+            return False
+        return progress.stage in UNPAID_STAGES
+
+    @property
+    def can_clean_up(self) -> bool:
+        return self.session is not None and "cleanup" in self.capabilities
+
+    async def request_cleanup(
+        self, action: CleanupAction, reason: str | None = None, *, timeout: float = CLEANUP_TIMEOUT
+    ) -> CleanupDone:
+        """Send ``cleanup`` and wait for its ``cleanup_done``. A worker without the capability,
+        a lost connection or no answer in ``timeout`` gives an ``ok: false`` answer with the
+        reason in ``detail`` (never an exception: cleanup is best effort)."""
+        self._cleanup_seq += 1
+        request_id = f"mem-{self._cleanup_seq}"
+        session = self.session
+        if session is None or "cleanup" not in self.capabilities:
+            why = "not connected" if session is None else "the worker cannot clean up"
+            return CleanupDone(re=request_id, action=action, ok=False, detail=why)
+        future: asyncio.Future[CleanupDone] = asyncio.get_running_loop().create_future()
+        self._cleanups[request_id] = (action, future)
+        try:
+            if not await session.send(Cleanup(request_id=request_id, action=action, reason=reason)):
+                return CleanupDone(re=request_id, action=action, ok=False, detail="connection lost")
+            try:
+                async with asyncio.timeout(timeout):
+                    return await future
+            except TimeoutError:
+                return CleanupDone(
+                    re=request_id, action=action, ok=False, detail=f"no answer in {timeout:g} s"
+                )
+        finally:
+            self._cleanups.pop(request_id, None)
+
+    def cleanup_done(self, answer: CleanupDone) -> None:
+        """The worker answered a ``cleanup``; refused (``unknown_task``) if nothing asked."""
+        action, future = self._cleanups.get(answer.re, (None, None))
+        if future is None or action is not answer.action:
+            raise ProtocolError(
+                ErrorCode.BAD_FIELD,
+                f"no {answer.action} cleanup {answer.re!r} is waiting for an answer",
+                field="re",
+            )
+        if not future.done():
+            future.set_result(answer)
+
     async def _send_cancel(self, task_id: str, attempt: int) -> None:
         session = self.session
         if session is not None:
@@ -176,6 +252,7 @@ class RemoteWorker:
             self.restarts += 1
         self.instance_id = hello.instance_id
         self.tab_id = hello.tab_id
+        self.capabilities = frozenset(hello.capabilities)
         self.connections += 1
         self.last_status = None  # a new connection reports its own health
         self._detached_at = None
@@ -199,6 +276,16 @@ class RemoteWorker:
             return  # an older, replaced connection
         self.session = None
         self._said_goodbye = not coming_back
+        for request_id, (action, waiting) in list(self._cleanups.items()):
+            if not waiting.done():
+                waiting.set_result(
+                    CleanupDone(
+                        re=request_id,
+                        action=action,
+                        ok=False,
+                        detail=f"connection ended: {reason}",
+                    )
+                )
         self._attached.clear()
         loop = asyncio.get_running_loop()
         self._detached_at = loop.time()
