@@ -251,6 +251,7 @@ class JobRunner:
         # The worker-loop task waiting on each attempt's worker.execute (for _call_off).
         self._calls: dict[tuple[int, int], asyncio.Task[Any]] = {}
         self._called_off: set[tuple[int, int]] = set()
+        self._recalled: set[tuple[int, int]] = set()
         self.duplicates_dropped = 0
         self.started_at = 0.0
         self.first_dispatch_at: float | None = None
@@ -371,6 +372,51 @@ class JobRunner:
         verb = "paused" if held else "resumed"
         self._event("info", f"worker_{verb}", f"worker {worker_id} {verb}", worker_id=worker_id)
         self._notify()
+
+    # --- the memory governor --------------------------------------------------------------
+
+    def set_memory_hold(self, reason: str | None, held_workers: frozenset[str]) -> None:
+        """No new attempt for anyone while ``reason`` is set, nor for ``held_workers`` (the
+        governor's decision; attempts in flight go on). Events are the governor's to log."""
+        scheduler = self.scheduler
+        released = (scheduler.memory_hold is not None and reason is None) or bool(
+            scheduler.memory_held - held_workers
+        )
+        scheduler.memory_hold, scheduler.memory_held = reason, held_workers
+        if released:
+            self._notify()
+
+    def recall_unpaid(self, reason: str) -> list[tuple[int, int]]:
+        """Call back attempts whose prompt has not reached ChatGPT yet (a worker that can
+        tell: ``attempt_unpaid()``); they are queued again, not counted as failures. Returns
+        the (task, attempt) pairs called back."""
+        recalled = []
+        for key, waiting in list(self._calls.items()):
+            lease = self.scheduler.leases.get(key[0])
+            worker = self.workers.get(lease.worker_id) if lease is not None else None
+            unpaid = getattr(worker, "attempt_unpaid", None)
+            if waiting.done() or unpaid is None or not unpaid():
+                continue
+            self._recalled.add(key)
+            waiting.cancel()  # interrupts worker.execute (a remote worker is sent cancel)
+            recalled.append(key)
+        if recalled:
+            self._event(
+                "warning",
+                "attempts_recalled",
+                f"{len(recalled)} attempt(s) not yet sent to ChatGPT called back: {reason}",
+            )
+        return recalled
+
+    def _requeue_recalled(self, lease: Lease) -> None:
+        if not self.scheduler.recall(lease.task_id, lease.attempt):
+            return
+        slot = self.scheduler.tasks[lease.task_id]
+        self.tasks[lease.task_id].state = TaskState.QUEUED
+        self.writer.submit(
+            AttemptEnded(lease.task_id, lease.attempt, self.clock(), "recalled"),
+            TaskUpdated(lease.task_id, TaskState.QUEUED, slot.failures, slot.not_before),
+        )
 
     # --- main loop ------------------------------------------------------------------------
 
@@ -557,6 +603,9 @@ class JobRunner:
             except asyncio.CancelledError:
                 if key in self._called_off and current is not None and current.uncancel() == 0:
                     return  # superseded by a late result of an earlier attempt: not a failure
+                if key in self._recalled and current is not None and current.uncancel() == 0:
+                    self._requeue_recalled(lease)  # memory critical: back in the queue, unpaid
+                    return
                 raise
             except WorkerCrashed as exc:
                 self._event(
@@ -606,6 +655,7 @@ class JobRunner:
         finally:
             self._calls.pop(key, None)
             self._called_off.discard(key)
+            self._recalled.discard(key)
             self._busy.discard(worker.worker_id)
             self._notify()
             self._check_finished()

@@ -152,6 +152,10 @@ class Scheduler:
         # Workers the author paused: kept apart from WorkerSlot so that it survives the
         # worker's reconnects (a new slot) and its own health reports (blocked_reason).
         self.held_workers: set[str] = set()
+        # The memory governor's holds (memory.governor): not the author's, not a worker's
+        # health, and never a reason to think every worker is blocked for good.
+        self.memory_hold: str | None = None  # why nobody gets new work now
+        self.memory_held: frozenset[str] = frozenset()  # workers held on their own
         self._counts: dict[TaskState, int] = dict.fromkeys(TaskState, 0)
 
     def _set_state(self, slot: TaskSlot, state: TaskState) -> None:
@@ -230,6 +234,8 @@ class Scheduler:
         if worker is None or self.paused or self.cancelled or worker.blocked_reason:
             return None
         if worker_id in self.held_workers:
+            return None
+        if self.memory_hold is not None or worker_id in self.memory_held:
             return None
         if len(worker.leases) >= self.policy.worker_capacity:
             return None
@@ -402,6 +408,18 @@ class Scheduler:
         slot.not_before = 0.0
         self._enqueue(slot)
         return FailureDecision(slot.id, attempt, slot.state, slot.failures, 0.0, counted)
+
+    def recall(self, task_id: int, attempt: int) -> bool:
+        """Take back a lease whose prompt never reached ChatGPT (memory critical): the task
+        is queued again with its failures unchanged. False if that lease is not current."""
+        lease = self.leases.get(task_id)
+        if lease is None or lease.attempt != attempt or task_id in self._completing:
+            return False
+        self._release(lease)
+        slot = self.tasks[task_id]
+        self._set_state(slot, TaskState.QUEUED)
+        self._enqueue(slot)
+        return True
 
     def expire_leases(self, now: float) -> list[FailureDecision]:
         """Leases past their deadline go back to the queue (counted as a timeout)."""

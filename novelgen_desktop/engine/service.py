@@ -25,7 +25,13 @@ from typing import Any, TypeVar
 
 from novelgen_desktop.engine.joblock import JobBusyError, JobLock
 from novelgen_desktop.engine.jobs import JobOptions, create_job
-from novelgen_desktop.engine.model import JobState, TaskState, WorkerOutcome, WorkerResult
+from novelgen_desktop.engine.model import (
+    JobState,
+    MemoryLevel,
+    TaskState,
+    WorkerOutcome,
+    WorkerResult,
+)
 from novelgen_desktop.engine.recovery import open_store, reconcile_job
 from novelgen_desktop.engine.replaced import (
     ReplacedImage,
@@ -147,6 +153,18 @@ class ErrorGroupView:
     task_ids: tuple[int, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class MemoryStatus:
+    """The memory governor's state as the service publishes it (GUI, protocol clients)."""
+
+    ts: float
+    state: MemoryLevel
+    previous: MemoryLevel
+    system_percent: float
+    reason: str = ""
+    held_workers: tuple[str, ...] = ()
+
+
 class JobService:
     """Submit, list, control and watch jobs; run them with the workers the hub attaches."""
 
@@ -187,6 +205,10 @@ class JobService:
         self._stale_tables: set[str] = set()  # a prompt changed: read the fixed columns again
         # Workers the author paused: every job's runner keeps away from them.
         self.held_workers: set[str] = set()
+        # The memory governor's holds, applied to every job's runner (see set_memory_hold).
+        self._memory_hold: tuple[str | None, frozenset[str]] = (None, frozenset())
+        self.memory_status: MemoryStatus | None = None
+        self._memory_callbacks: list[Callable[[MemoryStatus], None]] = []
         # Per-worker figures of the last run of each job (a finished job's final progress
         # still says who did what); bounded.
         self._last_workers: dict[str, tuple[WorkerView, ...]] = {}
@@ -260,6 +282,7 @@ class JobService:
         job_id: str | None = None,
         worker_id: str | None = None,
         task_id: int | None = None,
+        data: dict[str, Any] | None = None,
     ) -> None:
         """Record an event that no job runner logs (a job submitted, a worker connected) and
         tell the subscribers at once; the store write happens on the store thread."""
@@ -271,12 +294,47 @@ class JobService:
             job_id=job_id,
             worker_id=worker_id,
             task_id=task_id,
+            data=data,
         )
         self._emit(event)
         if self._store is not None:
             store = self._store
             with contextlib.suppress(RuntimeError):  # the store thread is shutting down
                 self._db_thread.submit(store.apply, [event])
+
+    # --- the memory governor --------------------------------------------------------------
+
+    def set_memory_hold(self, reason: str | None, held_workers: frozenset[str]) -> None:
+        """The governor's decision: no new attempt for anyone while ``reason`` is set, nor
+        for ``held_workers``. Kept for the next job's runner too; in-flight attempts go on.
+        Unlike a pause, the job's state does not change."""
+        self._memory_hold = (reason, held_workers)
+        if self.runner is not None:
+            self.runner.set_memory_hold(reason, held_workers)
+
+    @property
+    def memory_hold(self) -> tuple[str | None, frozenset[str]]:
+        return self._memory_hold
+
+    def recall_unpaid(self, reason: str) -> int:
+        """Call back attempts not yet sent to ChatGPT (memory critical); how many."""
+        return len(self.runner.recall_unpaid(reason)) if self.runner is not None else 0
+
+    def on_memory(self, callback: Callable[[MemoryStatus], None]) -> None:
+        """Call ``callback`` with every change of the governor's state."""
+        self._memory_callbacks.append(callback)
+
+    def remove_on_memory(self, callback: Callable[[MemoryStatus], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._memory_callbacks.remove(callback)
+
+    def publish_memory(self, status: MemoryStatus) -> None:
+        self.memory_status = status
+        for callback in list(self._memory_callbacks):
+            try:
+                callback(status)
+            except Exception:  # a view must never break the service
+                log.exception("memory callback failed")
 
     def last_worker_views(self) -> tuple[WorkerView, ...]:
         """Per-worker figures of the running job, or else of the job that ran last."""
@@ -985,6 +1043,7 @@ class JobService:
             runner.on_event = self._emit
             for worker_id in self.held_workers:
                 runner.scheduler.hold_worker(worker_id, True)
+            runner.set_memory_hold(*self._memory_hold)
             self.runner, self.active_job = runner, job
             self._started.set()
             if self._stopping:  # stop() came while the job was being reconciled

@@ -16,11 +16,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from novelgen_desktop.engine.model import ErrorKind, JobState
+from novelgen_desktop.engine.model import ErrorKind, JobState, MemoryLevel
 from novelgen_desktop.engine.service import (
     ErrorGroupView,
     JobService,
     JobView,
+    MemoryStatus,
     specs_from_prompts,
 )
 from novelgen_desktop.errors import ConfigError, JobNotFoundError
@@ -36,6 +37,7 @@ from novelgen_desktop.protocol.messages import (
     Jobs,
     JobSummary,
     ListJobs,
+    MemoryState,
     Message,
     Submit,
     Submitted,
@@ -68,6 +70,8 @@ class ClientRequests:
         self._recorded: dict[str, int] = {}  # … and how many of them its groups included
         self._changed = asyncio.Event()
         service.on_change(self._changed.set)
+        service.on_memory(self._memory_changed)
+        self._sends: set[asyncio.Task[None]] = set()
 
     async def handle(self, message: Message) -> None:
         """Answer one request. ProtocolError (with ``re``) for a request that cannot be done."""
@@ -90,6 +94,7 @@ class ClientRequests:
         """Stop the progress stream (``final``: the connection is gone, forget this client)."""
         if final:
             self.service.remove_on_change(self._changed.set)
+            self.service.remove_on_memory(self._memory_changed)
         task, self._subscription = self._subscription, None
         if task is not None:
             task.cancel()
@@ -156,6 +161,21 @@ class ClientRequests:
         self._subscription = asyncio.create_task(
             self._stream(request, tuple(job_ids)), name="progress-stream"
         )
+        status = self.service.memory_status
+        if status is not None and status.state is not MemoryLevel.NORMAL:
+            await self.send(_memory_state(status))
+
+    async def _send_memory(self, status: MemoryStatus) -> None:
+        await self.send(_memory_state(status))
+
+    def _memory_changed(self, status: MemoryStatus) -> None:
+        """Every governor transition reaches a subscribed client as ``memory_state``."""
+        if self._subscription is None:
+            return
+        with contextlib.suppress(RuntimeError):  # no running loop: the hub is gone
+            task = asyncio.get_running_loop().create_task(self._send_memory(status))
+            self._sends.add(task)
+            task.add_done_callback(self._sends.discard)
 
     # --- the progress stream ----------------------------------------------------------------
 
@@ -259,6 +279,17 @@ async def _read_script(path: Path) -> list[PromptSpec]:
     except PromptImportError as exc:
         message = f"{path} cannot become a job:\n{exc}"
         raise ProtocolError(ErrorCode.BAD_FIELD, message[:4096], field="path") from exc
+
+
+def _memory_state(status: MemoryStatus) -> MemoryState:
+    return MemoryState(
+        ts=status.ts,
+        state=status.state,
+        previous=status.previous,
+        system_percent=min(100.0, max(0.0, status.system_percent)),
+        reason=status.reason[:4096],
+        held_workers=status.held_workers[:256],
+    )
 
 
 def _progress(view: JobView) -> JobProgress:

@@ -50,6 +50,9 @@ from novelgen_desktop.protocol.messages import (
     Bye,
     ByeReason,
     Cancel,
+    Cleanup,
+    CleanupAction,
+    CleanupDone,
     Error,
     Heartbeat,
     Hello,
@@ -68,7 +71,7 @@ from novelgen_desktop.sim.worker import SimBehaviour, SimulatedWorker, make_simu
 
 log = logging.getLogger(__name__)
 
-CAPABILITIES = ("binary_frames", "image_png")
+CAPABILITIES = ("binary_frames", "image_png", "cleanup")
 HANDSHAKE_TIMEOUT = 10.0
 """Seconds to open the WebSocket and to receive ``welcome``."""
 BACKOFF_INITIAL = 0.1
@@ -104,6 +107,31 @@ class RemoteFaults:
                 raise ValueError(f"{name} must not be negative")
         if self.away < 0 or self.pressure_seconds < 0:
             raise ValueError("away and pressure_seconds must not be negative")
+
+
+@dataclass(frozen=True, slots=True)
+class SimHeap:
+    """A simulated tab's JS heap, for memory-pressure scenarios in CI (no real browser bloats).
+
+    The heap starts at ``base_bytes`` and grows by ``growth_per_attempt`` with every attempt
+    (a long ChatGPT conversation keeps every turn's DOM and image); the tab reports it in
+    ``status`` after each attempt, with the conversation's turns. It answers ``cleanup`` like
+    the extension: ``reload_tab`` (idle only) takes ``reload_seconds`` with the tab ``loading``
+    and brings the heap back to ``base_bytes``; ``new_chat`` (idle only) drops the turns and
+    ``new_chat_share`` of the growth; ``drop_images`` forgets the bytes of acknowledged images
+    kept so far (``image_cache`` of each image's size)."""
+
+    base_bytes: int = 150 * 2**20
+    growth_per_attempt: int = 0
+    reload_seconds: float = 0.2
+    new_chat_share: float = 0.5
+    image_cache: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.base_bytes < 0 or self.growth_per_attempt < 0 or self.reload_seconds < 0:
+            raise ValueError("SimHeap sizes and reload_seconds must not be negative")
+        if not 0.0 <= self.new_chat_share <= 1.0 or not 0.0 <= self.image_cache <= 1.0:
+            raise ValueError("SimHeap new_chat_share and image_cache must be within 0–1")
 
 
 PRESSURE_BYTES = 3_500_000_000
@@ -201,6 +229,7 @@ class RemoteSimWorker:
         seed: int | None = None,
         faults: RemoteFaults | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        heap: SimHeap | None = None,
     ) -> None:
         if not 0 < backoff_initial <= backoff_max:
             raise ValueError("backoff must satisfy 0 < backoff_initial <= backoff_max")
@@ -226,6 +255,13 @@ class RemoteSimWorker:
         self._conn: _Connection | None = None
         self._crashed = asyncio.Event()
         self._welcomed = False  # the last connection attempt got as far as ``welcome``
+        self.heap = heap or SimHeap()
+        self.heap_bytes = self.heap.base_bytes
+        self.turns = 0
+        self.cached_image_bytes = 0
+        self.cleanups: list[CleanupDone] = []
+        self._loaded = asyncio.Event()  # cleared while a simulated reload runs
+        self._loaded.set()
 
     # -- the reconnect loop -----------------------------------------------------------------
 
@@ -379,6 +415,10 @@ class RemoteSimWorker:
                 task = self._running.pop((message.task_id, message.attempt), None)
                 if task is not None:
                     task.cancel()
+            elif isinstance(message, Cleanup):
+                helper = asyncio.create_task(self._clean_up(conn, message))
+                self._helpers.add(helper)
+                helper.add_done_callback(self._helpers.discard)
             elif isinstance(message, Bye):
                 self.bye_reason = message.reason
                 await conn.ws.close()
@@ -388,7 +428,9 @@ class RemoteSimWorker:
         if ack.task_id is None or ack.attempt is None:
             return
         key = (ack.task_id, ack.attempt)
-        self.unacked.pop(key, None)
+        kept = self.unacked.pop(key, None)
+        if kept is not None and isinstance(kept[0], Result):
+            self.cached_image_bytes += int(kept[0].size * self.heap.image_cache)
         with contextlib.suppress(ValueError):
             conn.awaiting.remove(key)
 
@@ -417,6 +459,7 @@ class RemoteSimWorker:
 
     async def _attempt(self, key: Key, assignment: Assignment) -> None:
         assert self.sim is not None
+        await self._loaded.wait()  # an assign that arrived while the tab reloads waits for it
         started = time.monotonic()
         try:
             outcome = await self.sim.execute(assignment)
@@ -446,6 +489,10 @@ class RemoteSimWorker:
                     with contextlib.suppress(ConnectionClosed):
                         await conn.send(text, *([binary] if binary is not None else []))
                 self.duplicates_sent += copies - 1
+        self.turns += 1
+        self.heap_bytes += self.heap.growth_per_attempt
+        if self.heap.growth_per_attempt:
+            await self._report_status()
         if _every(self.faults.memory_pressure_every, number):
             helper = asyncio.create_task(self._memory_pressure())
             self._helpers.add(helper)
@@ -472,6 +519,57 @@ class RemoteSimWorker:
                 with contextlib.suppress(ConnectionClosed):
                     await conn.send(status)
             await asyncio.sleep(pause)
+
+    # -- memory (the governor's cleanup requests) -------------------------------------------
+
+    async def _report_status(self, health: TabHealth = TabHealth.OK) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        status = Status(
+            ts=time.time(),
+            tab_health=health,
+            busy=bool(self._running),
+            memory_bytes=self.heap_bytes,
+            conversation_turns=self.turns,
+        )
+        with contextlib.suppress(ConnectionClosed):
+            await conn.send(status)
+
+    async def _clean_up(self, conn: _Connection, request: Cleanup) -> None:
+        """Answer one ``cleanup`` as the extension does (see :class:`SimHeap`)."""
+        before = self.heap_bytes
+        action, ok, freed, detail = request.action, True, None, None
+        if action in (CleanupAction.RELOAD_TAB, CleanupAction.NEW_CHAT) and (
+            self._running or not self._loaded.is_set()
+        ):
+            ok, detail = False, "busy: an attempt is in hand"
+        elif action is CleanupAction.RELOAD_TAB:
+            self._loaded.clear()
+            await self._report_status(TabHealth.LOADING)
+            await asyncio.sleep(self.heap.reload_seconds)
+            self.heap_bytes, self.turns = self.heap.base_bytes, 0
+            self._loaded.set()
+            await self._report_status()
+        elif action is CleanupAction.NEW_CHAT:
+            growth = max(0, self.heap_bytes - self.heap.base_bytes)
+            self.heap_bytes -= int(growth * self.heap.new_chat_share)
+            self.turns = 0
+            await self._report_status()
+        else:
+            freed, self.cached_image_bytes = self.cached_image_bytes, 0
+        answer = CleanupDone(
+            re=request.request_id,
+            action=action,
+            ok=ok,
+            heap_before=before,
+            heap_after=self.heap_bytes,
+            freed_bytes=freed,
+            detail=detail,
+        )
+        self.cleanups.append(answer)
+        with contextlib.suppress(ConnectionClosed):
+            await conn.send(answer)
 
     def _crash(self) -> None:
         self._crashed.set()
@@ -507,6 +605,7 @@ async def run_sim_workers(
     backoff_initial: float = BACKOFF_INITIAL,
     backoff_max: float = BACKOFF_MAX,
     faults: RemoteFaults | None = None,
+    heap: SimHeap | None = None,
     prefix: str = "sim",
     ssl_context: ssl.SSLContext | None = None,
 ) -> list[RemoteSimWorker]:
@@ -525,6 +624,7 @@ async def run_sim_workers(
                 backoff_max=backoff_max,
                 faults=faults,
                 ssl_context=ssl_context,
+                heap=heap,
             )
             for _ in identities
         ]

@@ -1,0 +1,462 @@
+"""The memory monitor: readings in, the governor's decisions applied to the job service.
+
+The thin asyncio adapter around :mod:`.governor` (pure) and :mod:`.cleanup` (strategies):
+
+* every ``interval`` (default 100 ms) it reads system memory on the event loop (≈80 µs) and
+  builds a :class:`~.readings.MemoryReading` with the tabs' latest ``status`` (heap, busy,
+  conversation turns); so a crossing is seen within one interval and acted on at once;
+* every ``browser_interval`` (default 2 s), on a thread, it traces each worker's connection to
+  its browser process (:class:`~.probe.BrowserLocator`) and sums each browser tree's PSS, and
+  reads the desktop's own memory;
+* it applies each decision (:meth:`JobService.set_memory_hold`, ``recall_unpaid`` in
+  critical), logs every transition and browser hold as an engine event (the GUI's log, the
+  store), publishes the state (:meth:`JobService.publish_memory` → protocol clients get
+  ``memory_state``) and runs a cleanup round when the governor asks for one.
+
+``system`` is any callable returning a :class:`~.probe.SystemMemory`: :class:`SyntheticSystem`
+makes pressure scenarios in CI out of the simulated tabs' reported heaps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from novelgen_desktop.engine.model import MemoryLevel
+from novelgen_desktop.engine.service import JobService, MemoryStatus
+from novelgen_desktop.memory.cleanup import (
+    STRATEGIES,
+    CleanableTab,
+    CleanupResult,
+    CleanupRound,
+    CleanupSettings,
+)
+from novelgen_desktop.memory.governor import (
+    CleanupRequest,
+    GovernorDecision,
+    GovernorSettings,
+    MemoryGovernor,
+    Transition,
+)
+from novelgen_desktop.memory.probe import (
+    BrowserLocator,
+    SystemMemory,
+    own_memory,
+    read_system,
+    tree_memory,
+)
+from novelgen_desktop.memory.readings import BrowserMemory, MemoryReading, TabMemory
+
+if TYPE_CHECKING:
+    from novelgen_desktop.server.remote_worker import RemoteWorker
+
+log = logging.getLogger(__name__)
+
+SystemSource = Callable[[], SystemMemory]
+WorkerSource = Callable[[], Sequence["RemoteWorker"]]
+_LEVELS = {
+    MemoryLevel.PRESSURE: "warning",
+    MemoryLevel.CRITICAL: "error",
+    MemoryLevel.RECOVERING: "info",
+    MemoryLevel.NORMAL: "info",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorSettings:
+    interval: float = 0.1
+    browser_interval: float = 2.0
+    governor: GovernorSettings = field(default_factory=GovernorSettings)
+    cleanup: CleanupSettings = field(default_factory=CleanupSettings)
+    cleanup_enabled: bool = True
+    strategies: tuple[str, ...] = STRATEGIES
+
+    def __post_init__(self) -> None:
+        if not 0.01 <= self.interval <= 60:
+            raise ValueError(f"memory interval: {self.interval:g} s is not within 0.01–60 s")
+        if not self.interval <= self.browser_interval <= 600:
+            raise ValueError(
+                f"memory browser_interval: {self.browser_interval:g} s must be between the "
+                f"interval ({self.interval:g} s) and 600 s"
+            )
+        unknown = set(self.strategies) - set(STRATEGIES)
+        if unknown:
+            raise ValueError(f"unknown cleanup strategies: {', '.join(sorted(unknown))}")
+
+
+class SyntheticSystem:
+    """A machine of ``total_bytes`` whose use is ``base_used_bytes`` plus whatever ``extra``
+    says (the simulated tabs' heaps) plus a scripted ``offset_percent`` — pressure without
+    exhausting the real machine."""
+
+    def __init__(
+        self,
+        total_bytes: int,
+        base_used_bytes: int,
+        extra: Callable[[], int] = lambda: 0,
+        offset_percent: Callable[[], float] = lambda: 0.0,
+    ) -> None:
+        if total_bytes <= 0 or not 0 <= base_used_bytes <= total_bytes:
+            raise ValueError("SyntheticSystem: need total > 0 and 0 ≤ base_used ≤ total")
+        self.total_bytes = total_bytes
+        self.base_used_bytes = base_used_bytes
+        self.extra = extra
+        self.offset_percent = offset_percent
+
+    def __call__(self) -> SystemMemory:
+        used = self.base_used_bytes + self.extra()
+        used += int(self.total_bytes * self.offset_percent() / 100.0)
+        used = max(0, min(self.total_bytes, used))
+        return SystemMemory(self.total_bytes, used, used / self.total_bytes * 100.0)
+
+
+@dataclass
+class _Measured:
+    """What the last browser read found (thread → loop)."""
+
+    browsers: dict[str, BrowserMemory] = field(default_factory=dict)
+    browser_of: dict[str, str] = field(default_factory=dict)
+    desktop_bytes: int | None = None
+
+
+class MemoryMonitor:
+    """Samples memory, feeds the governor, applies its decisions (see the module docstring)."""
+
+    def __init__(
+        self,
+        service: JobService,
+        workers: WorkerSource,
+        settings: MonitorSettings | None = None,
+        *,
+        system: SystemSource = read_system,
+        locator: BrowserLocator | None = None,
+        server_port: int | None = None,
+        measure_browsers: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.service = service
+        self.workers = workers
+        self.settings = settings or MonitorSettings()
+        self.system = system
+        self.locator = locator or BrowserLocator()
+        self.server_port = server_port
+        self.measure_browsers = measure_browsers
+        self.clock = clock
+        self.governor = MemoryGovernor(self.settings.governor)
+        self.last_reading: MemoryReading | None = None
+        self.transitions: deque[Transition] = deque(maxlen=1000)
+        self.cleanups: deque[CleanupResult] = deque(maxlen=1000)
+        self.detection_latencies: deque[float] = deque(maxlen=10_000)
+        self._measured = _Measured()
+        self._measuring: asyncio.Task[None] | None = None
+        self._next_measure = 0.0
+        self._cleaning: set[str] = set()
+        self._hold_reason: str | None = None
+        self._round: asyncio.Task[list[CleanupResult]] | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._reading_callbacks: list[Callable[[MemoryReading, GovernorDecision], None]] = []
+        self._cleanup_callbacks: list[Callable[[CleanupResult], None]] = []
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._loop_task is None:
+            self._loop_task = asyncio.create_task(self._run(), name="memory-monitor")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._loop_task, self._round, self._measuring) if t is not None]
+        self._loop_task = self._round = self._measuring = None
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._cleaning.clear()
+        self.service.set_memory_hold(None, frozenset())
+
+    @property
+    def state(self) -> MemoryLevel:
+        return self.governor.state
+
+    def update_settings(self, settings: MonitorSettings) -> None:
+        self.settings = settings
+        self.governor.update_settings(settings.governor)
+
+    def on_reading(self, callback: Callable[[MemoryReading, GovernorDecision], None]) -> None:
+        self._reading_callbacks.append(callback)
+
+    def on_cleanup(self, callback: Callable[[CleanupResult], None]) -> None:
+        self._cleanup_callbacks.append(callback)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                self.sample()
+            except Exception:  # a bad reading must not end the watch
+                log.exception("memory sample failed")
+            await asyncio.sleep(self.settings.interval)
+
+    # -- one reading --------------------------------------------------------------------------
+
+    def sample(self) -> GovernorDecision:
+        """Read memory now, decide, apply. Returns the decision."""
+        now = time.monotonic()
+        if self.measure_browsers and now >= self._next_measure and self._measuring is None:
+            self._next_measure = now + self.settings.browser_interval
+            self._measuring = asyncio.get_running_loop().create_task(self._measure())
+        taken_at = time.monotonic()
+        system = self.system()
+        return self.observe(self._compose(system, taken_at))
+
+    def _tab(self, worker: RemoteWorker) -> TabMemory:
+        status = worker.last_status
+        return TabMemory(
+            worker_id=worker.worker_id,
+            browser=self.browser_of(worker.worker_id),
+            heap_bytes=status.memory_bytes if status is not None else None,
+            busy=worker.busy,
+            conversation_turns=status.conversation_turns if status is not None else None,
+            cleanable=worker.can_clean_up,
+        )
+
+    def _compose(self, system: SystemMemory, taken_at: float) -> MemoryReading:
+        workers = list(self.workers())
+        tabs = tuple(self._tab(w) for w in workers)
+        measured = self._measured
+        browsers = [b for b in measured.browsers.values()]
+        by_heap: dict[str, list[TabMemory]] = {}
+        for tab in tabs:
+            if tab.browser is not None and tab.browser not in measured.browsers:
+                by_heap.setdefault(tab.browser, []).append(tab)
+        for key, group in by_heap.items():  # browsers the desktop cannot see: their heaps
+            browsers.append(
+                BrowserMemory(
+                    key,
+                    sum(t.heap_bytes or 0 for t in group),
+                    measure="heap",
+                    worker_ids=tuple(t.worker_id for t in group),
+                )
+            )
+        return MemoryReading(
+            ts=self.clock(),
+            system_percent=system.percent,
+            system_total_bytes=system.total_bytes,
+            system_used_bytes=system.used_bytes,
+            desktop_bytes=measured.desktop_bytes,
+            browsers=tuple(browsers),
+            tabs=tabs,
+            taken_at=taken_at,
+            synthetic=self.system is not read_system,
+        )
+
+    async def _measure(self) -> None:
+        """Trace connections to browsers and sum their trees' PSS, on a thread."""
+        try:
+            ports = []
+            for worker in self.workers():
+                session = worker.session
+                address = session.ws.remote_address if session is not None else None
+                if isinstance(address, tuple) and len(address) >= 2:
+                    ports.append((worker.worker_id, int(address[1])))
+            self._measured = await asyncio.to_thread(self._measure_in_thread, ports)
+        except Exception:
+            log.exception("browser memory read failed")
+        finally:
+            self._measuring = None
+
+    def _measure_in_thread(self, ports: list[tuple[str, int]]) -> _Measured:
+        browser_of: dict[str, str] = {}
+        roots: dict[int, list[str]] = {}
+        for worker_id, port in ports:
+            root = self.locator.root_for_peer(port, self.server_port)
+            if root is not None:
+                roots.setdefault(root, []).append(worker_id)
+                browser_of[worker_id] = f"pid:{root}"
+        browsers: dict[str, BrowserMemory] = {}
+        for root, worker_ids in roots.items():
+            tree = tree_memory(root)
+            if tree is None:
+                continue
+            bytes_ = tree.pss_bytes if tree.measure != "rss" else tree.rss_bytes
+            browsers[f"pid:{root}"] = BrowserMemory(
+                f"pid:{root}",
+                bytes_,
+                measure=tree.measure,
+                processes=tree.processes,
+                worker_ids=tuple(worker_ids),
+            )
+        return _Measured(browsers, browser_of, own_memory())
+
+    # -- applying a decision --------------------------------------------------------------------
+
+    def observe(self, reading: MemoryReading) -> GovernorDecision:
+        """Feed one reading to the governor and apply its decision (tests and benchmarks
+        call this with synthetic readings)."""
+        self.last_reading = reading
+        decision = self.governor.observe(reading)
+        transition = decision.transition
+        if transition is not None and decision.hold_all:
+            self._hold_reason = transition.reason
+        self._apply_hold(decision)
+        if transition is not None:
+            self.detection_latencies.append(time.monotonic() - reading.taken_at)
+            self._announce(transition, decision)
+            if decision.recall_unpaid:
+                self.service.recall_unpaid(transition.reason)
+        for change in decision.browser_changes:
+            verb = "held" if change.held else "released"
+            self.service.log_event(
+                "warning" if change.held else "info",
+                f"memory_browser_{verb}",
+                f"{change.reason}: its tabs {'get no new work' if change.held else 'work again'}",
+                data={"browser": change.browser, "bytes": change.bytes},
+            )
+        if decision.cleanup is not None and self.settings.cleanup_enabled:
+            self._start_round(decision.cleanup, stop_below=self.settings.governor.resume_percent)
+        for callback in list(self._reading_callbacks):
+            try:
+                callback(reading, decision)
+            except Exception:
+                log.exception("memory reading callback failed")
+        return decision
+
+    def _apply_hold(self, decision: GovernorDecision | None = None) -> None:
+        decision = decision or self.governor.last_decision
+        reason = (self._hold_reason or "memory pressure") if decision.hold_all else None
+        self.service.set_memory_hold(reason, frozenset(decision.held_workers | self._cleaning))
+
+    def _announce(self, transition: Transition, decision: GovernorDecision) -> None:
+        state = transition.state
+        held = sorted(decision.held_workers) if not decision.hold_all else ["*"]
+        words = {
+            MemoryLevel.PRESSURE: "dispatch paused, attempts in flight finish",
+            MemoryLevel.CRITICAL: "dispatch paused, attempts not yet sent called back",
+            MemoryLevel.RECOVERING: "workers let back a few at a time",
+            MemoryLevel.NORMAL: "dispatch as usual",
+        }
+        self.transitions.append(transition)
+        self.service.log_event(
+            _LEVELS[state],
+            f"memory_{state.value}",
+            f"memory {state.value}: {transition.reason}; {words[state]}",
+            data={
+                "state": state.value,
+                "previous": transition.previous.value,
+                "system_percent": round(transition.system_percent, 2),
+                "held_workers": held,
+            },
+        )
+        self.service.publish_memory(
+            MemoryStatus(
+                ts=transition.ts,
+                state=state,
+                previous=transition.previous,
+                system_percent=transition.system_percent,
+                reason=transition.reason,
+                held_workers=tuple(decision.held_workers)
+                if not decision.hold_all
+                else tuple(w.worker_id for w in self.workers()),
+            )
+        )
+
+    # -- cleanup --------------------------------------------------------------------------------
+
+    def _start_round(self, request: CleanupRequest, *, stop_below: float | None) -> None:
+        if self._round is not None and not self._round.done():
+            return  # one round at a time; the governor asks again later if still needed
+        self._round = asyncio.get_running_loop().create_task(
+            self._cleanup(request, stop_below=stop_below), name="memory-cleanup"
+        )
+
+    async def _cleanup(
+        self, request: CleanupRequest, *, stop_below: float | None
+    ) -> list[CleanupResult]:
+        cleanup = CleanupRound(self, self.settings.cleanup, on_result=self._record)
+        try:
+            return await cleanup.run(
+                request, stop_below=stop_below, strategies=self.settings.strategies
+            )
+        except Exception:
+            log.exception("memory cleanup failed")
+            return cleanup.results
+
+    async def free_memory_now(self, reason: str = "asked by the author") -> list[CleanupResult]:
+        """Every strategy, now, whatever the state ("Free memory" in the window)."""
+        if self._round is not None and not self._round.done():
+            with contextlib.suppress(Exception):
+                await self._round
+        reading = self.last_reading or self._compose(self.system(), time.monotonic())
+        request = self.governor.force_cleanup(reading, reason)
+        self._round = asyncio.get_running_loop().create_task(
+            self._cleanup(request, stop_below=None), name="memory-cleanup"
+        )
+        return await self._round
+
+    def _record(self, result: CleanupResult) -> None:
+        self.cleanups.append(result)
+        data: dict[str, Any] = asdict(result)
+        self.service.log_event(
+            "info" if result.ok else "warning",
+            "memory_cleanup",
+            result.describe(),
+            data=data,
+        )
+        for callback in list(self._cleanup_callbacks):
+            try:
+                callback(result)
+            except Exception:
+                log.exception("cleanup callback failed")
+
+    # -- CleanupEnvironment -----------------------------------------------------------------
+
+    def tabs(self) -> list[CleanableTab]:
+        return [w for w in self.workers() if w.connected]
+
+    def browser_of(self, worker_id: str) -> str | None:
+        known = self._measured.browser_of.get(worker_id)
+        if known is not None:
+            return known
+        worker = next((w for w in self.workers() if w.worker_id == worker_id), None)
+        return f"tabs:{worker.kind}" if worker is not None else None
+
+    async def browser_bytes(self, key: str) -> tuple[int, str] | None:
+        if key.startswith("pid:"):
+            tree = await asyncio.to_thread(tree_memory, int(key[4:]))
+            if tree is None:
+                return None
+            return (tree.pss_bytes if tree.measure != "rss" else tree.rss_bytes), tree.measure
+        tabs = [w for w in self.workers() if self.browser_of(w.worker_id) == key]
+        if not tabs:
+            return None
+        heap = sum((w.last_status.memory_bytes or 0) if w.last_status else 0 for w in tabs)
+        return heap, "heap"
+
+    def hold(self, worker_ids: Iterable[str], held: bool) -> None:
+        if held:
+            self._cleaning.update(worker_ids)
+        else:
+            self._cleaning.difference_update(worker_ids)
+        self._apply_hold()
+
+    def system_percent(self) -> float:
+        return self.system().percent
+
+    def data_dir(self) -> Path:
+        return self.service.paths.root
+
+    def database(self) -> Path:
+        return self.service.paths.database
+
+    def active_job(self) -> str | None:
+        job = self.service.active_job
+        return job.id if job is not None else None
+
+    def own_bytes(self) -> tuple[int, str]:
+        return own_memory(), "uss"

@@ -1,0 +1,244 @@
+"""The memory monitor over a real hub and job service: simulated tabs whose heaps grow, a
+synthetic system reading made of those heaps, and everything the governor decides applied —
+holds, recalls, cleanup, events, ``memory_state`` to clients."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, closing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from novelgen_desktop.engine.model import MemoryLevel
+from novelgen_desktop.engine.service import JobService
+from novelgen_desktop.memory.cleanup import CleanupSettings
+from novelgen_desktop.memory.governor import GovernorSettings
+from novelgen_desktop.memory.monitor import MemoryMonitor, MonitorSettings, SyntheticSystem
+from novelgen_desktop.memory.readings import MemoryReading
+from novelgen_desktop.protocol import messages as m
+from novelgen_desktop.server.hub import Hub
+from novelgen_desktop.sim.remote import RemoteSimWorker, SimHeap, run_sim_workers
+from novelgen_desktop.sim.worker import SimBehaviour
+from novelgen_desktop.store.records import EventLogged
+from tests.integration.helpers import assert_job_complete_and_consistent
+from tests.server.server_testkit import (
+    TOKEN,
+    JobClient,
+    png_for,
+    recv_message,
+    send_result,
+    start_service_hub,
+    worker_connection,
+)
+
+MiB, GiB = 2**20, 2**30
+SIM = SimBehaviour(latency_median=0.01, latency_sigma=0.0, reuse_images=8, image_size=64)
+FAST_GOVERNOR = GovernorSettings(ramp_interval=0.1, cleanup_interval=0.5)
+FAST_CLEANUP = CleanupSettings(
+    reload_heap_bytes=120 * MiB, max_reloads=10, measure_delay=0.0, idle_wait=5.0
+)
+
+
+@dataclass
+class Rig:
+    service: JobService
+    hub: Hub
+    url: str
+    monitor: MemoryMonitor
+    events: list[EventLogged] = field(default_factory=list)
+    stop_workers: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[list[RemoteSimWorker]]] = field(default_factory=list)
+
+
+def reported_heaps(hub: Hub) -> int:
+    """What the connected tabs last said their heaps are (the synthetic system's load)."""
+    statuses = [w.last_status for w in hub.connected_workers()]
+    return sum(s.memory_bytes or 0 for s in statuses if s is not None)
+
+
+@asynccontextmanager
+async def rig(data_dir: Path, system: SyntheticSystem | None = None) -> AsyncIterator[Rig]:
+    service, hub, url = await start_service_hub(data_dir)
+    source = system or SyntheticSystem(8 * GiB, 4 * GiB, extra=lambda: reported_heaps(hub))
+    monitor = MemoryMonitor(
+        service,
+        hub.connected_workers,
+        MonitorSettings(interval=0.02, governor=FAST_GOVERNOR, cleanup=FAST_CLEANUP),
+        system=source,
+        measure_browsers=False,
+    )
+    r = Rig(service, hub, url, monitor)
+    service.on_event(r.events.append)
+    try:
+        yield r
+    finally:
+        await monitor.stop()
+        r.stop_workers.set()
+        await asyncio.wait_for(hub.stop(), 20)
+        for task in r.tasks:
+            await asyncio.wait_for(task, 10)
+        await service.close()
+
+
+def attempts_by_outcome(data_dir: Path, job_id: str) -> dict[str, int]:
+    with closing(sqlite3.connect(data_dir / "novelgen.sqlite")) as conn:
+        rows = conn.execute(
+            "SELECT a.outcome, COUNT(*) FROM attempts a JOIN tasks t ON t.id = a.task_id "
+            "WHERE t.job_id = ? GROUP BY a.outcome",
+            (job_id,),
+        ).fetchall()
+    return {str(outcome): int(count) for outcome, count in rows}
+
+
+def test_heap_growth_storm_pauses_cleans_up_and_finishes_without_loss(tmp_path: Path) -> None:
+    """Four tabs whose heaps grow 40 MiB an attempt on an 8 GiB machine half used: memory
+    crosses 80 % again and again; each time dispatch stops, idle tabs are reloaded (heaps back
+    to 100 MiB), memory falls under 60 %, the tabs are let back; 0 lost, 0 duplicated."""
+    data_dir = tmp_path / "data"
+    heap = SimHeap(base_bytes=100 * MiB, growth_per_attempt=40 * MiB, reload_seconds=0.02)
+
+    async def scenario() -> None:
+        async with rig(data_dir) as r, JobClient.connect(r.url) as client:
+            r.tasks.append(
+                asyncio.create_task(
+                    run_sim_workers(
+                        r.url, TOKEN, 4, SIM, stop=r.stop_workers, heap=heap, backoff_max=0.2
+                    )
+                )
+            )
+            await r.hub.wait_for_workers(4, 10)
+            r.monitor.start()
+            await client.subscribe()
+            submitted = await client.submit("Storm", [f"panel {i}" for i in range(160)])
+            await client.progress_until(submitted.job_id, {"finished"}, timeout=90)
+            await asyncio.sleep(0.1)
+            return_value = (submitted.job_id, list(client.messages))
+            states = [x for x in return_value[1] if isinstance(x, m.MemoryState)]
+            assert [s.state for s in states].count(m.MemoryLevel.PRESSURE) >= 2
+            assert {s.state for s in states} >= {
+                MemoryLevel.PRESSURE,
+                MemoryLevel.RECOVERING,
+                MemoryLevel.NORMAL,
+            }
+            stats = r.monitor.governor.stats
+            assert stats.episodes >= 2 and stats.held_seconds > 0
+            reloads = [c for c in r.monitor.cleanups if c.strategy == "reload_tab" and c.ok]
+            assert reloads and all(c.freed_bytes > 0 for c in reloads)
+            assert all(c.measure == "heap" for c in reloads)
+            kinds = {e.kind for e in r.events}
+            assert {"memory_pressure", "memory_recovering", "memory_normal"} <= kinds
+            assert "memory_cleanup" in kinds
+            assert_job_complete_and_consistent(data_dir, submitted.job_id, 160)
+            outcomes = attempts_by_outcome(data_dir, submitted.job_id)
+            assert outcomes.get("done") == 160 and "duplicate" not in outcomes
+
+    asyncio.run(scenario())
+
+
+def test_critical_calls_back_an_attempt_not_yet_sent_and_it_runs_again(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    level = {"percent": 50.0}
+
+    async def scenario() -> None:
+        system = SyntheticSystem(8 * GiB, 0, offset_percent=lambda: level["percent"])
+        async with rig(data_dir, system) as r, JobClient.connect(r.url) as client:
+            async with worker_connection(r.url, "typing-tab") as ws:
+                r.monitor.start()
+                await client.subscribe()
+                submitted = await client.submit("One", ["a lighthouse"])
+                first = await recv_message(ws)
+                assert isinstance(first, m.Assign)
+                await ws.send(
+                    m.encode(
+                        m.Progress(
+                            task_id=first.task_id, attempt=first.attempt, stage=m.Stage.ACCEPTED
+                        )
+                    )
+                )
+                await asyncio.sleep(0.1)
+                level["percent"] = 95.0
+                cancel = await asyncio.wait_for(recv_message(ws), 5)
+                assert isinstance(cancel, m.Cancel)
+                assert (cancel.task_id, cancel.attempt) == (first.task_id, first.attempt)
+                assert r.monitor.state is MemoryLevel.CRITICAL
+                level["percent"] = 40.0
+                second = await asyncio.wait_for(recv_message(ws), 5)
+                assert isinstance(second, m.Assign) and second.task_id == first.task_id
+                assert second.attempt == first.attempt + 1
+                await send_result(ws, second, png_for(second))
+                await client.progress_until(submitted.job_id, {"finished"}, timeout=10)
+            outcomes = attempts_by_outcome(data_dir, submitted.job_id)
+            assert outcomes == {"recalled": 1, "done": 1}
+            with closing(sqlite3.connect(data_dir / "novelgen.sqlite")) as conn:
+                (failures,) = conn.execute("SELECT failures FROM tasks").fetchone()
+            assert failures == 0  # called back is not a failure of the task
+            assert any(e.kind == "attempts_recalled" for e in r.events)
+
+    asyncio.run(scenario())
+
+
+def test_an_attempt_already_sent_is_not_called_back(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    level = {"percent": 50.0}
+
+    async def scenario() -> None:
+        system = SyntheticSystem(8 * GiB, 0, offset_percent=lambda: level["percent"])
+        async with rig(data_dir, system) as r, JobClient.connect(r.url) as client:
+            async with worker_connection(r.url, "generating-tab") as ws:
+                r.monitor.start()
+                submitted = await client.submit("One", ["a lighthouse"])
+                assign = await recv_message(ws)
+                assert isinstance(assign, m.Assign)
+                generating = m.Progress(
+                    task_id=assign.task_id, attempt=assign.attempt, stage=m.Stage.GENERATING
+                )
+                await ws.send(m.encode(generating))
+                await asyncio.sleep(0.1)
+                level["percent"] = 95.0
+                await asyncio.sleep(0.3)
+                assert r.monitor.state is MemoryLevel.CRITICAL
+                await send_result(ws, assign, png_for(assign))  # the paid image is kept
+                await client.subscribe(submitted.job_id)
+                await client.progress_until(submitted.job_id, {"finished"}, timeout=10)
+            assert attempts_by_outcome(data_dir, submitted.job_id) == {"done": 1}
+
+    asyncio.run(scenario())
+
+
+def test_a_reading_over_the_threshold_holds_dispatch_before_observe_returns(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+
+    async def scenario() -> None:
+        async with rig(data_dir) as r, JobClient.connect(r.url) as client:
+            await client.subscribe()
+            r.monitor.observe(MemoryReading(ts=time.time(), system_percent=85.0))
+            assert r.service.memory_hold[0] is not None
+            state = await client.wait_for(lambda x: isinstance(x, m.MemoryState), 5)
+            assert isinstance(state, m.MemoryState)
+            assert state.state is MemoryLevel.PRESSURE and state.system_percent == 85.0
+            assert state.reason == "system memory 85.0 % ≥ 80 %"
+            r.monitor.observe(MemoryReading(ts=time.time() + 1, system_percent=50.0))
+            assert r.service.memory_hold[0] is None
+            assert len(r.monitor.detection_latencies) == 2
+
+    asyncio.run(scenario())
+
+
+def test_a_client_subscribing_during_pressure_is_told_at_once(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+
+    async def scenario() -> None:
+        async with rig(data_dir) as r:
+            r.monitor.observe(MemoryReading(ts=time.time(), system_percent=92.0))
+            async with JobClient.connect(r.url) as client:
+                await client.subscribe()
+                state = await client.wait_for(lambda x: isinstance(x, m.MemoryState), 5)
+                assert isinstance(state, m.MemoryState)
+                assert state.state is MemoryLevel.CRITICAL
+
+    asyncio.run(scenario())
