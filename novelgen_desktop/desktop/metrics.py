@@ -4,12 +4,14 @@ Why this exists: ten ChatGPT tabs can take several GB, and the author needs to s
 machine is near the point where dispatch pauses (``memory_pause_percent``) and which part is
 to blame — the browser, a single tab's page, or this app. Chromium is many processes sharing
 pages, so the browser figure is the PSS of its whole process tree (RSS would count the shared
-pages once per process: about three times too much for a browser with a few tabs).
+pages once per process: about three times too much for a browser with a few tabs). The
+readings themselves come from :mod:`novelgen_desktop.memory.probe`, which the memory governor
+shares.
 
-Reading PSS walks every mapping of every process, so :class:`PsutilProbe` caches the process
-tree and only looks for new processes every few samples, and :class:`MetricsRecorder` runs it
-on its own thread so the window never waits for it. Every history is a fixed-size ring: a
-week-long run keeps the last hour, not the week.
+Finding a browser's processes reads every process on the machine, so :class:`PsutilProbe`
+keeps the process list and only looks for new processes every few samples, and
+:class:`MetricsRecorder` runs it on its own thread so the window never waits for it. Every
+history is a fixed-size ring: a week-long run keeps the last hour, not the week.
 """
 
 from __future__ import annotations
@@ -29,6 +31,18 @@ import numpy.typing as npt
 import psutil
 
 from novelgen_desktop.errors import NovelGenError
+from novelgen_desktop.memory.probe import (
+    MEASURE_MIXED,
+    MEASURE_NONE,
+    MEASURE_PSS,
+    MEASURE_RSS,
+    ProcessMemory,
+    measure_of,
+    read_process,
+    read_system,
+    roots_by_profile,
+    tree_processes,
+)
 
 if TYPE_CHECKING:
     from novelgen_desktop.desktop.session import DesktopSession
@@ -45,12 +59,6 @@ DEFAULT_CAPACITY = 3600
 
 MAX_TAB_SERIES = 16
 """Per-tab heap lines kept at once (ten tabs plus some that went away); the stalest goes."""
-
-# How the browser figure was measured (MemorySample.browser_measure).
-MEASURE_PSS = "pss"
-MEASURE_RSS = "rss"  # PSS unreadable (another platform, or not allowed): RSS overcounts
-MEASURE_MIXED = "pss+rss"  # some processes gave PSS, some only RSS
-MEASURE_NONE = "none"  # no browser process found
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,14 +83,9 @@ class MemoryProbe(Protocol):
     def read(self) -> MemorySample: ...
 
 
-def _normal_name(name: str) -> str:
-    name = name.strip().lower()
-    return name.removesuffix(".exe")
-
-
 class PsutilProbe:
-    """The real probe: psutil's virtual memory, this process's RSS and the PSS of every
-    browser process tree.
+    """The real probe: the machine's memory, this process's RSS and the PSS of every browser
+    process tree.
 
     ``browser_names`` says which process names are a browser (tests pass the name of a
     process tree they spawn). The tree is found again every ``refresh_every`` reads, and at
@@ -96,45 +99,23 @@ class PsutilProbe:
         refresh_every: int = 10,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.browser_names = frozenset(_normal_name(n) for n in browser_names)
+        self.browser_names = frozenset(
+            n.strip().lower().removesuffix(".exe") for n in browser_names
+        )
         self.refresh_every = max(1, refresh_every)
         self.clock = clock
         self._me = psutil.Process()
         self._tree: list[psutil.Process] = []
         self._reads_since_refresh = self.refresh_every  # find the tree on the first read
 
-    def _is_browser_name(self, name: str) -> bool:
-        name = _normal_name(name)
-        if name in self.browser_names:
-            return True
-        # Linux keeps 15 characters of a process name ("chromium-browse").
-        return len(name) == 15 and any(n.startswith(name) for n in self.browser_names)
-
     def find_browser_processes(self) -> list[psutil.Process]:
-        """Every process of every browser tree: a root is a browser-named process whose
-        parent is not one (Chromium's zygotes and renderers are its descendants, whatever
-        their names)."""
-        names: dict[int, str] = {}
-        parents: dict[int, int] = {}
-        procs: dict[int, psutil.Process] = {}
-        for proc in psutil.process_iter(["name", "ppid"]):
-            info = proc.info
-            name = info.get("name") or ""
-            names[proc.pid] = name
-            parents[proc.pid] = info.get("ppid") or 0
-            procs[proc.pid] = proc
-        is_browser = {pid: self._is_browser_name(name) for pid, name in names.items()}
-        roots = [pid for pid, yes in is_browser.items() if yes and not is_browser.get(parents[pid])]
+        """Every process of every browser tree: each root browser process
+        (:func:`~novelgen_desktop.memory.probe.roots_by_profile`, any profile) and all its
+        descendants (Chromium's zygotes and renderers, whatever their names)."""
         tree: dict[int, psutil.Process] = {}
-        for pid in roots:
-            root = procs[pid]
-            tree[pid] = root
-            try:
-                children = root.children(recursive=True)
-            except psutil.Error:
-                continue
-            for child in children:
-                tree.setdefault(child.pid, child)
+        for root_pid in roots_by_profile(names=self.browser_names):
+            for process in tree_processes(root_pid) or ():
+                tree.setdefault(process.pid, process)
         return list(tree.values())
 
     @property
@@ -147,44 +128,21 @@ class PsutilProbe:
             self._tree = self.find_browser_processes()
             self._reads_since_refresh = 0
         self._reads_since_refresh += 1
-        total = 0
-        counted = 0
-        pss_count = rss_count = 0
+        readings: list[ProcessMemory] = []
         alive: list[psutil.Process] = []
-        for proc in self._tree:
-            try:
-                try:
-                    full = proc.memory_full_info()
-                    pss = getattr(full, "pss", None)
-                    if pss is not None:
-                        total += int(pss)
-                        pss_count += 1
-                    else:
-                        total += int(full.rss)
-                        rss_count += 1
-                except psutil.AccessDenied:
-                    total += int(proc.memory_info().rss)
-                    rss_count += 1
-            except (psutil.NoSuchProcess, psutil.ZombieProcess):
-                self._reads_since_refresh = self.refresh_every  # look for the tree again
+        for process in self._tree:
+            reading = read_process(process)
+            if reading is None:
+                if not process.is_running():  # gone, not merely unreadable: look again
+                    self._reads_since_refresh = self.refresh_every
                 continue
-            except psutil.AccessDenied:
-                continue
-            counted += 1
-            alive.append(proc)
+            readings.append(reading)
+            alive.append(process)
         self._tree = alive
-        if counted == 0:
-            measure = MEASURE_NONE
-        elif rss_count == 0:
-            measure = MEASURE_PSS
-        elif pss_count == 0:
-            measure = MEASURE_RSS
-        else:
-            measure = MEASURE_MIXED
-        return total, counted, measure
+        return sum(r.pss_bytes for r in readings), len(readings), measure_of(readings)
 
     def read(self) -> MemorySample:
-        virtual = psutil.virtual_memory()
+        system = read_system()
         try:
             desktop = int(self._me.memory_info().rss)
         except psutil.Error:
@@ -192,9 +150,9 @@ class PsutilProbe:
         browser, processes, measure = self._browser_memory()
         return MemorySample(
             ts=self.clock(),
-            system_percent=float(virtual.percent),
-            system_used_bytes=int(virtual.total - virtual.available),
-            system_total_bytes=int(virtual.total),
+            system_percent=system.percent,
+            system_used_bytes=system.used_bytes,
+            system_total_bytes=system.total_bytes,
             desktop_rss_bytes=desktop,
             browser_pss_bytes=browser,
             browser_processes=processes,
