@@ -22,7 +22,10 @@ from novelgen_desktop.output.naming import DEFAULT_TEMPLATE, NamingTemplate
 from novelgen_desktop.paths import DataPaths
 
 if TYPE_CHECKING:
+    from novelgen_desktop.engine.service import JobService
+    from novelgen_desktop.memory.monitor import MemoryMonitor, MonitorSettings
     from novelgen_desktop.protocol.messages import Configure
+    from novelgen_desktop.server.hub import Hub
 
 DEFAULT_PORT = 8765
 log = logging.getLogger("novelgen_desktop.cli")
@@ -101,6 +104,47 @@ def add_hub_commands(commands: Any) -> None:
         metavar="FILE",
         help="a newer selector table (JSON) pushed to every extension (see docs/extension.md)",
     )
+    memory = serve.add_argument_group("memory governor (docs/memory.md)")
+    memory.add_argument(
+        "--memory-pause",
+        type=float,
+        default=80.0,
+        metavar="PCT",
+        help="stop new dispatch when system memory in use reaches PCT %% (default 80)",
+    )
+    memory.add_argument(
+        "--memory-resume",
+        type=float,
+        default=60.0,
+        metavar="PCT",
+        help="let workers back once it is down to PCT %% (default 60)",
+    )
+    memory.add_argument(
+        "--memory-critical",
+        type=float,
+        default=90.0,
+        metavar="PCT",
+        help="also call back attempts not yet sent to ChatGPT at PCT %% (default 90)",
+    )
+    memory.add_argument(
+        "--memory-interval",
+        type=options.seconds,
+        default=0.1,
+        metavar="SECONDS",
+        help="how often system memory is read (default 0.1)",
+    )
+    memory.add_argument(
+        "--no-memory-governor",
+        action="store_true",
+        help="never hold dispatch back or clean up for memory (memory is still watched)",
+    )
+    memory.add_argument(
+        "--synthetic-memory",
+        type=options.synthetic_memory,
+        metavar="TOTAL_MIB,BASE_MIB",
+        help="pretend the machine has TOTAL MiB with BASE in use plus the tabs' reported heaps "
+        "(demos and CI pressure scenarios with sim-worker --heap-growth)",
+    )
     serve.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
     pair = commands.add_parser("pair", help="show the hub's pairing token and paired extensions")
@@ -164,6 +208,16 @@ def add_hub_commands(commands: Any) -> None:
     sim.add_argument("--duplicate-every", type=options.count, default=0, metavar="N")
     sim.add_argument("--memory-pressure-every", type=options.count, default=0, metavar="N")
     sim.add_argument("--pressure-seconds", type=options.seconds, default=1.0)
+    sim.add_argument(
+        "--heap-base", type=options.count, default=150, metavar="MIB", help="tab heap at start"
+    )
+    sim.add_argument(
+        "--heap-growth",
+        type=options.count,
+        default=0,
+        metavar="MIB",
+        help="the tab's reported heap grows this much per attempt (a reload brings it back)",
+    )
     sim.add_argument("--image-size", type=int, default=256, help="image width/height (256)")
     sim.add_argument("--reuse-images", type=options.count, default=0, metavar="N")
     sim.add_argument("--seed", type=int, default=0)
@@ -194,6 +248,30 @@ def _run_settings(args: argparse.Namespace) -> RunSettings:
     )
 
 
+def _memory_monitor(
+    args: argparse.Namespace, service: JobService, hub: Hub, port: int
+) -> MemoryMonitor:
+    """The memory governor over this hub's workers (started; ``--no-memory-governor``: it
+    only watches)."""
+    from novelgen_desktop.memory.monitor import (  # noqa: PLC0415
+        MemoryMonitor,
+        SyntheticSystem,
+        reported_heaps,
+    )
+    from novelgen_desktop.memory.probe import read_system  # noqa: PLC0415
+
+    settings: MonitorSettings = args.memory
+    system = read_system
+    if args.synthetic_memory is not None:
+        total, base = args.synthetic_memory
+        system = SyntheticSystem(total, base, extra=lambda: reported_heaps(hub.connected_workers()))
+    monitor = MemoryMonitor(
+        service, hub.connected_workers, settings, system=system, server_port=port
+    )
+    monitor.start()
+    return monitor
+
+
 def _write_ready_file(path: Path, info: dict[str, Any]) -> None:
     temp = path.with_name(path.name + ".tmp")
     temp.write_text(json.dumps(info) + "\n", encoding="utf-8")
@@ -211,6 +289,14 @@ def cmd_serve(args: argparse.Namespace, paths: DataPaths) -> int:
     )
 
     NamingTemplate(args.template)
+    # Checked before anything starts: a bad threshold must not leave a hub half up.
+    args.memory = options.memory_settings(
+        args.memory_pause,
+        args.memory_resume,
+        args.memory_critical,
+        args.memory_interval,
+        governor=not args.no_memory_governor,
+    )
     context = _tls_context(args.tls_cert, args.tls_key)
     loopback = is_loopback(args.host)
     if not loopback and context is None and not args.insecure:
@@ -285,6 +371,7 @@ async def _serve(
             f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
             + (" (another novelgen serve? choose --port)" if args.port else "")
         ) from exc
+    monitor = _memory_monitor(args, service, hub, port)
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"{'wss' if context else 'ws'}://{host}:{port}/"
     print(f"novelgen: hub listening on {url}", file=sys.stderr)
@@ -318,6 +405,7 @@ async def _serve(
         loop.add_signal_handler(sig, on_signal)
     try:
         await stop.wait()
+        await monitor.stop()
         await hub.stop()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -418,6 +506,7 @@ async def _sim_workers(
     from novelgen_desktop.sim.remote import (  # noqa: PLC0415
         RemoteSimWorker,
         SimAuthError,
+        SimHeap,
         run_sim_workers,
     )
 
@@ -442,8 +531,9 @@ async def _sim_workers(
                 flush=True,
             )
 
+    heap = SimHeap(base_bytes=args.heap_base * 2**20, growth_per_attempt=args.heap_growth * 2**20)
     watched = [
-        RemoteSimWorker(faults=faults, ssl_context=context, seed=args.seed + i)
+        RemoteSimWorker(faults=faults, ssl_context=context, seed=args.seed + i, heap=heap)
         for i in range(args.count)
     ]
     reporter = asyncio.create_task(report_unreachable())

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from novelgen_desktop.engine.runner import RunSettings
 from novelgen_desktop.engine.scheduler import SchedulerPolicy
 from novelgen_desktop.engine.writer import WriterSettings
+from novelgen_desktop.errors import ConfigError
+
+if TYPE_CHECKING:
+    from novelgen_desktop.memory.monitor import MonitorSettings
 
 POLICY_KEYS = ("max_failures", "lease_seconds", "backoff_base", "min_cooldown")
 """Settings (and options of the same name) that tune ``SchedulerPolicy``."""
@@ -60,6 +64,48 @@ def port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"expected a port 0..65535, got {text}")
     return value
+
+
+def synthetic_memory(text: str) -> tuple[int, int]:
+    """``TOTAL_MIB,BASE_MIB`` → (total, base) in bytes."""
+    try:
+        total, base = (int(part) for part in text.split(","))
+    except ValueError:
+        total = base = -1
+    if total <= 0 or not 0 <= base <= total:
+        raise argparse.ArgumentTypeError(
+            f"expected TOTAL_MIB,BASE_MIB with 0 ≤ BASE ≤ TOTAL (e.g. 8192,4096), got {text}"
+        )
+    return total * 2**20, base * 2**20
+
+
+def memory_settings(
+    pause: float, resume: float, critical: float, interval: float, *, governor: bool = True
+) -> MonitorSettings:
+    """The memory monitor's settings from the ``--memory-*`` options (ConfigError naming the
+    option when they do not fit together)."""
+    from novelgen_desktop.memory.governor import GovernorSettings  # noqa: PLC0415
+    from novelgen_desktop.memory.monitor import MonitorSettings  # noqa: PLC0415
+
+    options = {
+        "pause_percent": "--memory-pause",
+        "resume_percent": "--memory-resume",
+        "critical_percent": "--memory-critical",
+    }
+    try:
+        return MonitorSettings(
+            interval=interval,
+            browser_interval=max(2.0, interval),
+            governor=GovernorSettings(
+                pause_percent=pause, resume_percent=resume, critical_percent=critical
+            ),
+            enabled=governor,
+        )
+    except ValueError as exc:
+        text = str(exc).replace("memory setting interval", "--memory-interval")
+        for field, option in options.items():
+            text = text.replace(f"memory setting {field}", option).replace(field, option)
+        raise ConfigError(text) from exc
 
 
 def run_settings(settings: dict[str, Any], *, wait_for_workers: bool = False) -> RunSettings:

@@ -22,6 +22,8 @@ from novelgen_desktop.engine.model import TaskState
 from novelgen_desktop.engine.runner import RunSettings
 from novelgen_desktop.engine.service import JobService, ServiceSettings
 from novelgen_desktop.errors import ConfigError
+from novelgen_desktop.memory.cleanup import CleanupResult
+from novelgen_desktop.memory.monitor import MemoryMonitor
 from novelgen_desktop.paths import DataPaths
 from novelgen_desktop.prompts.issues import ImportResult
 from novelgen_desktop.prompts.loader import load_prompt_files
@@ -119,6 +121,7 @@ class DesktopSession:
         self.token = load_or_create_token(paths)
         self.hub: Hub | None = None
         self.port: int | None = None
+        self.monitor: MemoryMonitor | None = None
         # Simulated tabs by worker id: (the worker, its own stop, its task).
         self._sims: dict[str, tuple[RemoteSimWorker, asyncio.Event, asyncio.Task[None]]] = {}
         self._sim_mode = False  # demo mode: tab counts apply to the simulated tabs
@@ -148,6 +151,14 @@ class DesktopSession:
             ) from exc
         self.started = True
         log.info("desktop hub listening on %s", self.hub_url)
+        self.monitor = MemoryMonitor(
+            self.service,
+            self.hub.connected_workers,
+            self.settings.memory_monitor(),
+            server_port=self.port,
+            clock=self.clock,
+        )
+        self.monitor.start()
         if self.settings.simulate if simulate is None else simulate:
             self.start_simulated_workers(self.settings.default_workers)
 
@@ -157,6 +168,8 @@ class DesktopSession:
         if not self.started:
             return
         self.started = False
+        if self.monitor is not None:
+            await self.monitor.stop()
         if self.hub is not None:
             await self.hub.stop()  # stops the running job first: its workers may still deliver
         await self._stop_simulated_workers()
@@ -165,6 +178,26 @@ class DesktopSession:
     @property
     def hub_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/"
+
+    # --- memory -----------------------------------------------------------------------------
+
+    def apply_memory_settings(self, settings: DesktopSettings) -> None:
+        """New thresholds (the Settings dialog) take effect at the next reading."""
+        self.settings = replace(
+            self.settings,
+            memory_pause_percent=settings.memory_pause_percent,
+            memory_resume_percent=settings.memory_resume_percent,
+            memory_critical_percent=settings.memory_critical_percent,
+            memory_governor=settings.memory_governor,
+        )
+        if self.monitor is not None:
+            self.monitor.update_settings(self.settings.memory_monitor())
+
+    async def free_memory(self) -> list[CleanupResult]:
+        """Every cleanup strategy now ("Free memory" in the window), measured."""
+        if self.monitor is None:
+            raise ConfigError("the session is not started")
+        return await self.monitor.free_memory_now("asked from the window")
 
     # --- demo workers ---------------------------------------------------------------------
 

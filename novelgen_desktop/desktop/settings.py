@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from novelgen_desktop.errors import ConfigError
+from novelgen_desktop.memory.governor import GovernorSettings
+from novelgen_desktop.memory.monitor import MonitorSettings
 from novelgen_desktop.output.naming import DEFAULT_TEMPLATE, NamingTemplate, TemplateError
 from novelgen_desktop.paths import DataPaths
 
@@ -31,6 +33,8 @@ class DesktopSettings:
     default_workers: int = 3  # tabs asked of each browser; simulated tabs in demo mode
     memory_pause_percent: float = 80.0
     memory_resume_percent: float = 60.0
+    memory_critical_percent: float = 90.0
+    memory_governor: bool = True  # hold dispatch back and clean up under memory pressure
     checkpoint_interval: int = 50  # completions between JSON snapshots
     hub_port: int = DEFAULT_HUB_PORT
     simulate: bool = False  # start simulated tabs inside the app (the demo, no ChatGPT)
@@ -46,6 +50,17 @@ class DesktopSettings:
                 raise ConfigError(f"setting {name}: {problem}")
         return self
 
+    def memory_monitor(self) -> MonitorSettings:
+        """The memory governor's settings from these (validated) fields."""
+        return MonitorSettings(
+            governor=GovernorSettings(
+                pause_percent=self.memory_pause_percent,
+                resume_percent=self.memory_resume_percent,
+                critical_percent=self.memory_critical_percent,
+            ),
+            enabled=self.memory_governor,
+        )
+
     def output_root(self, paths: DataPaths) -> Path:
         return Path(self.output_dir).expanduser() if self.output_dir else paths.default_output_dir
 
@@ -58,8 +73,16 @@ def _field_problem(name: str, value: Any, settings: DesktopSettings) -> str | No
             return f"naming template {value!r}: {exc}"
     elif name == "default_workers" and not 1 <= value <= 10:
         return f"expected 1 to 10 tabs, got {value}"
-    elif name in ("memory_pause_percent", "memory_resume_percent") and not 10 <= value <= 99:
+    elif (
+        name in ("memory_pause_percent", "memory_resume_percent", "memory_critical_percent")
+        and not 10 <= value <= 99
+    ):
         return f"expected a percentage from 10 to 99, got {value}"
+    elif name == "memory_critical_percent" and value <= settings.memory_pause_percent:
+        return (
+            f"critical at {value:g} % must be above the pause threshold "
+            f"{settings.memory_pause_percent:g} %"
+        )
     elif name == "memory_resume_percent" and value >= settings.memory_pause_percent:
         return (
             f"resume at {value:g} % must be below the pause threshold "
@@ -80,6 +103,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "default_workers": (int,),
     "memory_pause_percent": (int, float),
     "memory_resume_percent": (int, float),
+    "memory_critical_percent": (int, float),
+    "memory_governor": (bool,),
     "checkpoint_interval": (int,),
     "hub_port": (int,),
     "simulate": (bool,),
@@ -134,16 +159,21 @@ def load_settings(paths: DataPaths) -> tuple[DesktopSettings, list[str]]:
             continue
         settings = candidate
     # Two fields valid alone may still clash (resume above pause): keep the defaults.
-    if settings.memory_resume_percent >= settings.memory_pause_percent:
+    if not (
+        settings.memory_resume_percent
+        < settings.memory_pause_percent
+        < settings.memory_critical_percent
+    ):
         problems.append(
-            f"{path}: memory_resume_percent must be below memory_pause_percent; "
-            "using the default thresholds"
+            f"{path}: memory_resume_percent < memory_pause_percent < "
+            "memory_critical_percent does not hold; using the default thresholds"
         )
         defaults = DesktopSettings()
         settings = replace(
             settings,
             memory_pause_percent=defaults.memory_pause_percent,
             memory_resume_percent=defaults.memory_resume_percent,
+            memory_critical_percent=defaults.memory_critical_percent,
         )
     return settings, problems
 

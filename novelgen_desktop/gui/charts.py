@@ -11,6 +11,7 @@ redrawn while the tab is hidden.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from novelgen_desktop.desktop.metrics import (
 from novelgen_desktop.errors import OutputError
 from novelgen_desktop.gui.bridge import EngineBridge
 from novelgen_desktop.gui.qt import QtCore, QtGui, QtWidgets
+from novelgen_desktop.memory.governor import held_periods
 
 # isort: split
 # After gui.qt, which sets QT_API: pyqtgraph must draw with PySide6 whatever else is installed.
@@ -36,6 +38,7 @@ once a second that alone put the window's loop-lag p99 above 50 ms during a 10-w
 (benchmarks/gui_responsiveness.py)."""
 
 AXIS_WIDTH = 64
+MAX_HELD_REGIONS = 200  # shaded memory holds drawn at most (the oldest are dropped)
 
 SYSTEM_COLOUR = "#1f77b4"
 BROWSER_COLOUR = "#d62728"
@@ -118,6 +121,8 @@ class ChartsView(QtWidgets.QWidget):
             self.session.settings.memory_pause_percent,
             (self.session.settings.memory_resume_percent),
         )
+        self.held_regions: list[Any] = []  # shaded stretches where dispatch was held
+        self._held_key: tuple[int, float] | None = None
         self.pause_line = self._threshold(memory, pause, PAUSE_COLOUR, "pause dispatch at")
         self.resume_line = self._threshold(memory, resume, RESUME_COLOUR, "resume at")
 
@@ -197,6 +202,30 @@ class ChartsView(QtWidgets.QWidget):
         plot.addItem(line, ignoreBounds=True)
         return line
 
+    def _shade_held(self) -> None:
+        """Shade the stretches the memory governor held dispatch back (pressure, critical)."""
+        monitor = self.session.monitor
+        if monitor is None:
+            return
+        transitions = list(monitor.transitions)
+        periods = held_periods(transitions, time.time())[-MAX_HELD_REGIONS:]
+        key = (len(transitions), periods[-1][1] if periods else 0.0)
+        if key == self._held_key:
+            return
+        self._held_key = key
+        plot = self.memory_plot.getPlotItem()
+        while len(self.held_regions) > len(periods):
+            plot.removeItem(self.held_regions.pop())
+        while len(self.held_regions) < len(periods):
+            region = pg.LinearRegionItem(
+                movable=False, brush=pg.mkBrush(PAUSE_COLOUR + "30"), pen=pg.mkPen(None)
+            )
+            region.setZValue(-10)
+            plot.addItem(region, ignoreBounds=True)
+            self.held_regions.append(region)
+        for region, (start, end) in zip(self.held_regions, periods, strict=True):
+            region.setRegion((start, end))
+
     def _sync_views(self) -> None:
         memory = self.memory_plot.getPlotItem()
         self.bytes_view.setGeometry(memory.vb.sceneBoundingRect())
@@ -227,6 +256,7 @@ class ChartsView(QtWidgets.QWidget):
         self.redraws += 1
         memory = self.recorder.memory
         self._feed(self.system_curve, memory.system_percent)
+        self._shade_held()
         self._feed(self.browser_curve, memory.browser)
         self._feed(self.desktop_curve, memory.desktop)
         self._feed_tabs()

@@ -120,6 +120,8 @@ class MainWindow(QtWidgets.QMainWindow):
         jobs_menu = bar.addMenu("&Jobs")
         self._action(jobs_menu, "&Pause all", self.tray.pause_all)
         self._action(jobs_menu, "&Resume all", self.tray.resume_all)
+        jobs_menu.addSeparator()
+        self._action(jobs_menu, "&Free memory now", self.free_memory)
         view_menu = bar.addMenu("&View")
         for index, name in enumerate(self.TABS):
             self._action(view_menu, name, self._show_tab(index), f"Ctrl+{index + 1}")
@@ -197,6 +199,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _settings_saved(self, dialog: SettingsDialog) -> None:
         settings = dialog.settings()
         self.session.settings = settings
+        self.session.apply_memory_settings(settings)
         self.charts_view.set_thresholds(
             settings.memory_pause_percent, settings.memory_resume_percent
         )
@@ -238,9 +241,24 @@ class MainWindow(QtWidgets.QMainWindow):
         rows = self.session.worker_rows()
         connected = sum(1 for r in rows if r.connected)
         busy = sum(1 for r in rows if r.state == "busy")
-        self._status.setText(
-            f"hub {self.session.hub_url} · {connected} worker(s) connected, {busy} busy"
-        )
+        text = f"hub {self.session.hub_url} · {connected} worker(s) connected, {busy} busy"
+        status = self.session.service.memory_status
+        if status is not None and status.state.value != "normal":
+            text += f" · memory {status.state.value} ({status.system_percent:.0f} %)"
+        self._status.setText(text)
+
+    def free_memory(self) -> None:
+        """Run every cleanup strategy now; say what it freed (each step is in the log)."""
+
+        async def free() -> None:
+            results = await self.session.free_memory()
+            freed = sum(r.freed_bytes for r in results if r.measure not in ("disk", "images"))
+            steps = sum(1 for r in results if r.ok)
+            self.bridge.info.emit(
+                f"memory freed: {freed / 2**20:.0f} MiB in {steps} step(s); see the log"
+            )
+
+        self.bridge.spawn("free memory", free())
 
     # --- closing and quitting -------------------------------------------------------------
 

@@ -79,15 +79,23 @@ class SettingsDialog(QtWidgets.QDialog):
         self.checkpoint_interval.setSuffix(" images")
         self.memory_pause = _percent_box(current.memory_pause_percent)
         self.memory_resume = _percent_box(current.memory_resume_percent)
+        self.memory_critical = _percent_box(current.memory_critical_percent)
+        self.memory_governor = QtWidgets.QCheckBox(
+            "Hold dispatch back and free memory when it runs short"
+        )
+        self.memory_governor.setChecked(current.memory_governor)
         self.memory_note = QtWidgets.QLabel()
         self.memory_note.setWordWrap(True)
         self.memory_pause.valueChanged.connect(self._check_memory)
         self.memory_resume.valueChanged.connect(self._check_memory)
+        self.memory_critical.valueChanged.connect(self._check_memory)
         work = QtWidgets.QFormLayout()
         work.addRow("Tabs per browser:", self.default_workers)
         work.addRow("Snapshot every:", self.checkpoint_interval)
         work.addRow("Pause dispatch at memory:", self.memory_pause)
         work.addRow("Resume dispatch below:", self.memory_resume)
+        work.addRow("Call back unsent prompts at:", self.memory_critical)
+        work.addRow("", self.memory_governor)
         work.addRow("", self.memory_note)
 
         # --- hub and demo -------------------------------------------------------------------
@@ -192,10 +200,16 @@ class SettingsDialog(QtWidgets.QDialog):
 
     def memory_problem(self) -> str | None:
         pause, resume = self.memory_pause.value(), self.memory_resume.value()
+        critical = self.memory_critical.value()
         if resume >= pause:
             return (
                 f"Resume ({resume:g} %) must be below pause ({pause:g} %): otherwise dispatch "
                 "would stop and start again on every memory sample."
+            )
+        if critical <= pause:
+            return (
+                f"Calling back unsent prompts ({critical:g} %) must come above the pause "
+                f"threshold ({pause:g} %)."
             )
         return None
 
@@ -274,6 +288,8 @@ class SettingsDialog(QtWidgets.QDialog):
             "default_workers": self.default_workers.value(),
             "memory_pause_percent": self.memory_pause.value(),
             "memory_resume_percent": self.memory_resume.value(),
+            "memory_critical_percent": self.memory_critical.value(),
+            "memory_governor": self.memory_governor.isChecked(),
             "checkpoint_interval": self.checkpoint_interval.value(),
             "hub_port": self.hub_port.value(),
             "simulate": self.simulate.isChecked(),

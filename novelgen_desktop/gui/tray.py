@@ -231,6 +231,11 @@ class TrayController(QtCore.QObject):
                 self._said.discard((kind, job))
         elif event.kind in _JOB_ENDINGS:
             self._episode((event.kind, job), True, "Job " + _JOB_ENDINGS[event.kind], event.message)
+        elif event.kind in ("memory_pressure", "memory_critical"):
+            data = event.data or {}
+            self.notify_memory_pause(float(data.get("system_percent", 0.0)))
+        elif event.kind == "memory_normal":
+            self.notify_memory_resumed()
 
     def notify_memory_pause(self, percent: float) -> None:
         """Memory use paused dispatch (called by whoever watches memory)."""

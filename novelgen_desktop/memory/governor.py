@@ -30,6 +30,7 @@ released last.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from novelgen_desktop.engine.model import MemoryLevel
@@ -182,7 +183,9 @@ class MemoryGovernor:
         if state is MemoryLevel.RECOVERING and previous is not MemoryLevel.RECOVERING:
             self._pending = self._release_order(reading)
             self._batch = max(1, math.ceil(len(self._pending) / self.settings.ramp_steps))
-            self._last_release = -math.inf
+            # With nobody to let back, recovering still lasts one interval: a reading that
+            # climbs straight back is pressure again, not a second episode after "normal".
+            self._last_release = -math.inf if self._pending else now
         ramp_due = now - self._last_release >= self.settings.ramp_interval
         if state is MemoryLevel.RECOVERING and self._pending and ramp_due:
             self._release_batch(now)
@@ -330,3 +333,20 @@ class MemoryGovernor:
 def _size(reading: MemoryReading, key: str) -> int:
     browser = reading.browser(key)
     return browser.bytes if browser is not None else 0
+
+
+def held_periods(transitions: Iterable[Transition], now: float) -> list[tuple[float, float]]:
+    """(start, end) of every stretch spent in pressure or critical, in order; one still going
+    ends at ``now`` (the charts shade them)."""
+    periods: list[tuple[float, float]] = []
+    start: float | None = None
+    for transition in transitions:
+        holding = transition.state in _HOLDING
+        if holding and start is None:
+            start = transition.ts
+        elif not holding and start is not None:
+            periods.append((start, transition.ts))
+            start = None
+    if start is not None:
+        periods.append((start, max(start, now)))
+    return periods

@@ -76,19 +76,28 @@ class MonitorSettings:
     governor: GovernorSettings = field(default_factory=GovernorSettings)
     cleanup: CleanupSettings = field(default_factory=CleanupSettings)
     cleanup_enabled: bool = True
+    enabled: bool = True  # False: watch and log only; never hold dispatch or clean up
     strategies: tuple[str, ...] = STRATEGIES
 
     def __post_init__(self) -> None:
         if not 0.01 <= self.interval <= 60:
-            raise ValueError(f"memory interval: {self.interval:g} s is not within 0.01–60 s")
+            raise ValueError(
+                f"memory setting interval: {self.interval:g} s is not within 0.01–60 s"
+            )
         if not self.interval <= self.browser_interval <= 600:
             raise ValueError(
-                f"memory browser_interval: {self.browser_interval:g} s must be between the "
+                f"memory setting browser_interval: {self.browser_interval:g} s must be between the "
                 f"interval ({self.interval:g} s) and 600 s"
             )
         unknown = set(self.strategies) - set(STRATEGIES)
         if unknown:
             raise ValueError(f"unknown cleanup strategies: {', '.join(sorted(unknown))}")
+
+
+def reported_heaps(workers: Iterable[RemoteWorker]) -> int:
+    """The sum of the heaps the tabs last reported (what a :class:`SyntheticSystem` adds)."""
+    statuses = [w.last_status for w in workers]
+    return sum(s.memory_bytes or 0 for s in statuses if s is not None)
 
 
 class SyntheticSystem:
@@ -188,6 +197,9 @@ class MemoryMonitor:
     def update_settings(self, settings: MonitorSettings) -> None:
         self.settings = settings
         self.governor.update_settings(settings.governor)
+        if not settings.enabled:
+            self._cleaning.clear()
+            self.service.set_memory_hold(None, frozenset())
 
     def on_reading(self, callback: Callable[[MemoryReading, GovernorDecision], None]) -> None:
         self._reading_callbacks.append(callback)
@@ -304,11 +316,13 @@ class MemoryMonitor:
         transition = decision.transition
         if transition is not None and decision.hold_all:
             self._hold_reason = transition.reason
-        self._apply_hold(decision)
+        enabled = self.settings.enabled
+        if enabled:
+            self._apply_hold(decision)
         if transition is not None:
             self.detection_latencies.append(time.monotonic() - reading.taken_at)
             self._announce(transition, decision)
-            if decision.recall_unpaid:
+            if decision.recall_unpaid and enabled:
                 self.service.recall_unpaid(transition.reason)
         for change in decision.browser_changes:
             verb = "held" if change.held else "released"
@@ -318,7 +332,7 @@ class MemoryMonitor:
                 f"{change.reason}: its tabs {'get no new work' if change.held else 'work again'}",
                 data={"browser": change.browser, "bytes": change.bytes},
             )
-        if decision.cleanup is not None and self.settings.cleanup_enabled:
+        if decision.cleanup is not None and self.settings.cleanup_enabled and enabled:
             self._start_round(decision.cleanup, stop_below=self.settings.governor.resume_percent)
         for callback in list(self._reading_callbacks):
             try:
@@ -342,10 +356,11 @@ class MemoryMonitor:
             MemoryLevel.NORMAL: "dispatch as usual",
         }
         self.transitions.append(transition)
+        effect = words[state] if self.settings.enabled else "governor off: nothing held"
         self.service.log_event(
             _LEVELS[state],
             f"memory_{state.value}",
-            f"memory {state.value}: {transition.reason}; {words[state]}",
+            f"memory {state.value}: {transition.reason}; {effect}",
             data={
                 "state": state.value,
                 "previous": transition.previous.value,

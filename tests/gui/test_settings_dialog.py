@@ -53,6 +53,8 @@ def test_every_field_is_edited_and_saved(
     dialog.default_workers.setValue(7)
     dialog.memory_pause.setValue(90)
     dialog.memory_resume.setValue(70)
+    dialog.memory_critical.setValue(95)
+    dialog.memory_governor.setChecked(False)
     dialog.checkpoint_interval.setValue(200)
     dialog.hub_port.setValue(9123)
     dialog.simulate.setChecked(True)
@@ -72,6 +74,8 @@ def test_every_field_is_edited_and_saved(
         default_workers=7,
         memory_pause_percent=90.0,
         memory_resume_percent=70.0,
+        memory_critical_percent=95.0,
+        memory_governor=False,
         checkpoint_interval=200,
         hub_port=9123,
         simulate=True,
@@ -179,3 +183,16 @@ def test_pairing_token_hidden_shown_copied_and_regenerated(
     assert "no longer works" in dialog.pairing_note.text()
     dialog.copy_link_button.click()
     assert new in QtGui.QGuiApplication.clipboard().text()
+
+
+def test_critical_must_stay_above_pause(dialogs: Any, session: DesktopSession) -> None:
+    dialog = dialogs()
+    dialog.memory_critical.setValue(75)
+    assert "must come above the pause threshold (80 %)" in dialog.memory_note.text()
+    dialog.accept()
+    assert dialog.result() != Accepted
+    assert not settings_path(session.paths).exists()
+    dialog.memory_critical.setValue(92)
+    dialog.accept()
+    assert dialog.result() == Accepted
+    assert load_settings(session.paths)[0].memory_critical_percent == 92

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from novelgen_desktop.engine.model import MemoryLevel
-from novelgen_desktop.memory.governor import GovernorSettings, MemoryGovernor
+from novelgen_desktop.memory.governor import GovernorSettings, MemoryGovernor, held_periods
 from novelgen_desktop.memory.readings import BrowserMemory, MemoryReading, TabMemory
 
 GiB = 2**30
@@ -211,3 +211,14 @@ def test_bad_settings_are_refused_with_the_field_named(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         GovernorSettings(**kwargs)  # type: ignore[arg-type]
+
+
+def test_held_periods_for_the_charts() -> None:
+    governor = MemoryGovernor(GovernorSettings(ramp_interval=0.0))
+    transitions = []
+    for ts, pct in [(0, 50), (10, 85), (20, 95), (30, 50), (31, 50), (32, 50), (40, 82)]:
+        decision = governor.observe(reading(ts, pct))
+        if decision.transition is not None:
+            transitions.append(decision.transition)
+    assert held_periods(transitions, now=45) == [(10, 30), (40, 45)]
+    assert held_periods([], now=45) == []

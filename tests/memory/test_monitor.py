@@ -16,7 +16,12 @@ from novelgen_desktop.engine.model import MemoryLevel
 from novelgen_desktop.engine.service import JobService
 from novelgen_desktop.memory.cleanup import CleanupSettings
 from novelgen_desktop.memory.governor import GovernorSettings
-from novelgen_desktop.memory.monitor import MemoryMonitor, MonitorSettings, SyntheticSystem
+from novelgen_desktop.memory.monitor import (
+    MemoryMonitor,
+    MonitorSettings,
+    SyntheticSystem,
+    reported_heaps,
+)
 from novelgen_desktop.memory.readings import MemoryReading
 from novelgen_desktop.protocol import messages as m
 from novelgen_desktop.server.hub import Hub
@@ -53,16 +58,12 @@ class Rig:
     tasks: list[asyncio.Task[list[RemoteSimWorker]]] = field(default_factory=list)
 
 
-def reported_heaps(hub: Hub) -> int:
-    """What the connected tabs last said their heaps are (the synthetic system's load)."""
-    statuses = [w.last_status for w in hub.connected_workers()]
-    return sum(s.memory_bytes or 0 for s in statuses if s is not None)
-
-
 @asynccontextmanager
 async def rig(data_dir: Path, system: SyntheticSystem | None = None) -> AsyncIterator[Rig]:
     service, hub, url = await start_service_hub(data_dir)
-    source = system or SyntheticSystem(8 * GiB, 4 * GiB, extra=lambda: reported_heaps(hub))
+    source = system or SyntheticSystem(
+        8 * GiB, 4 * GiB, extra=lambda: reported_heaps(hub.connected_workers())
+    )
     monitor = MemoryMonitor(
         service,
         hub.connected_workers,
