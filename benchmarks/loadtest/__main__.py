@@ -23,7 +23,7 @@ from benchmarks.loadtest.scenarios import FAULT_KINDS, Scenario
 THROUGHPUT_TARGETS = {3000: 5.0, 10000: 15.0}
 """Tasks → seconds from first assignment to last completion (issue 4's acceptance)."""
 EFFICIENCY_TARGET = 0.95
-NAMES = ("throughput", "efficiency", *FAULT_KINDS)
+NAMES = ("throughput", "efficiency", "memory-storm", *FAULT_KINDS)
 
 
 def _ints(text: str) -> tuple[int, ...]:

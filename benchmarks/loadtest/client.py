@@ -69,6 +69,8 @@ class JobWatch:
     hub_errors: list[Frame] = field(default_factory=list)
     """``error`` frames the hub sent (each is a protocol error on our side: none expected)."""
     byes: list[str] = field(default_factory=list)
+    memory_states: list[Frame] = field(default_factory=list)
+    """``memory_state`` frames (the hub's memory governor), in order."""
     unexpected: list[str] = field(default_factory=list)
     """Types of frames a client should not receive."""
 
@@ -103,7 +105,35 @@ class JobWatch:
             "error_groups": [
                 {"kind": g.get("kind"), "count": g.get("count")} for g in self.error_groups
             ],
+            "memory": memory_summary(self.memory_states, self.ended_at or time.time()),
         }
+
+
+_HOLDING = ("pressure", "critical")
+
+
+def memory_summary(frames: list[Frame], end: float) -> dict[str, Any]:
+    """The governor's episodes as a client saw them: how often dispatch was held, for how
+    long in all (by the hub's own timestamps), and the states it went through."""
+    held = 0.0
+    episodes = 0
+    started: float | None = None
+    for frame in frames:
+        holding = frame.get("state") in _HOLDING
+        ts = float(frame.get("ts", 0.0))
+        if holding and started is None:
+            started, episodes = ts, episodes + 1
+        elif not holding and started is not None:
+            held, started = held + ts - started, None
+    if started is not None:
+        held += max(0.0, end - started)
+    return {
+        "transitions": len(frames),
+        "episodes": episodes,
+        "held_seconds": round(held, 3),
+        "states": [str(f.get("state")) for f in frames[:200]],
+        "peak_percent": max((float(f.get("system_percent", 0.0)) for f in frames), default=None),
+    }
 
 
 class _Session:
@@ -193,6 +223,8 @@ class _Session:
             self.watch.hub_errors.append(frame)
         elif kind == "bye":
             self.watch.byes.append(str(frame.get("reason")))
+        elif kind == "memory_state":
+            self.watch.memory_states.append(frame)
         elif kind != "heartbeat":
             self.watch.unexpected.append(str(kind))
 

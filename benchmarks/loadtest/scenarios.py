@@ -269,6 +269,26 @@ FAULT_KINDS = (
     "chaos",
 )
 
+
+def memory_storm(tasks: int = 1000, workers: int = 10, *, growth_mib: int = 20) -> Scenario:
+    """Tabs whose reported heaps grow ``growth_mib`` an attempt on a synthetic 8 GiB machine
+    with 3,000 MiB in use besides them: memory crosses 80 % again and again; each time the
+    governor stops dispatch, reloads the idle heavy tabs (heaps back to 100 MiB), lets the
+    tabs back once under 60 %. Nothing may be lost or repeated; the time held is reported."""
+    options = (*SMALL_LATENCY, "--heap-base", "100", "--heap-growth", str(growth_mib))
+    return Scenario(
+        name=f"memory-storm-{tasks}x{workers}",
+        tasks=tasks,
+        groups=_split(workers, 2, options),
+        description=f"{tasks} tasks, {workers} tabs (2 processes) whose heaps grow "
+        f"{growth_mib} MiB an attempt, synthetic 8 GiB machine (3,000 MiB used besides the "
+        "tabs): repeated memory pressure, cleanup by reloading idle tabs",
+        hub_options=(*FAULT_HUB, "--synthetic-memory", "8192,3000"),
+        timeout=300.0 + tasks * 0.3,
+        tags=("memory",),
+    )
+
+
 MATRIX_TASKS = (100, 1000, 3000, 10000)
 MATRIX_WORKERS = (1, 5, 10)
 
@@ -284,6 +304,8 @@ def named(name: str, tasks: int | None = None, workers: int | None = None) -> Sc
     ``tasks``/``workers`` (defaults: 3,000 × 10 for throughput, 100 × 5 for faults)."""
     if name == "throughput":
         return throughput(tasks or 3000, workers or 10)
+    if name == "memory-storm":
+        return memory_storm(tasks or 1000, workers or 10)
     if name == "efficiency":
         scenario = efficiency(workers or 5)
         return scenario if tasks is None else replace(scenario, tasks=tasks)

@@ -48,7 +48,7 @@ STRATEGIES = (
 @dataclass(frozen=True, slots=True)
 class CleanupSettings:
     reload_heap_bytes: int = 256 * MiB  # a tab heavier than this is worth a reload
-    max_reloads: int = 3  # per browser and round, unless critical (then every idle tab)
+    max_reloads: int = 10  # heavy tabs reloaded per browser and round (critical: every tab)
     long_conversation_turns: int = 20
     keep_snapshots: int = 3  # per job not running
     measure_delay: float = 1.0  # seconds for a reloaded renderer to hand its pages back
@@ -78,6 +78,8 @@ class CleanupResult:
     measure: str  # "pss", "heap", "images", "disk", "uss"/"rss"
     seconds: float
     detail: str = ""
+    heap_before: int | None = None  # the tabs' own JS heaps (reload_tab, new_chat)
+    heap_after: int | None = None
 
     @property
     def freed_share(self) -> float | None:
@@ -96,6 +98,11 @@ class CleanupResult:
             share = self.freed_share
             if share is not None:
                 text += f" (−{share:.0%})" if share > 0 else " (nothing freed)"
+            if self.measure != "heap" and self.heap_before is not None:
+                text += (
+                    f", tab heaps {self.heap_before / MiB:.0f} → "
+                    f"{(self.heap_after or 0) / MiB:.0f} MiB"
+                )
         else:
             text += f"{self.freed_bytes / MiB:.1f} MiB freed ({self.measure})"
         return text + (f"; {self.detail}" if self.detail else "")
@@ -212,16 +219,21 @@ class CleanupRound:
         return groups
 
     async def _reload_tabs(self, request: CleanupRequest) -> None:
-        groups = self._by_browser(self._candidates(request))
-        for index, (key, tabs) in enumerate(groups.items()):
-            if request.urgent:
-                chosen = tabs
-            else:
-                heavy = [t for t in tabs if _heap(t) >= self.settings.reload_heap_bytes]
-                # Nothing heavy: still the heaviest tab of the browser asked about first.
-                chosen = heavy[: self.settings.max_reloads] or (tabs[:1] if index == 0 else [])
-            if chosen:
-                await self._on_browser(key, chosen, CleanupAction.RELOAD_TAB, request.reason)
+        candidates = self._candidates(request)
+        if request.urgent:
+            chosen = candidates
+        else:
+            heavy = [t for t in candidates if _heap(t) >= self.settings.reload_heap_bytes]
+            # No tab is heavy: the heaviest one still frees the most a reload can.
+            chosen = heavy or sorted(candidates, key=_heap, reverse=True)[:1]
+        limit = len(chosen) if request.urgent else self.settings.max_reloads
+        # Browsers side by side: each one's reloads and its settle time overlap the others'.
+        await asyncio.gather(
+            *(
+                self._on_browser(key, tabs[:limit], CleanupAction.RELOAD_TAB, request.reason)
+                for key, tabs in self._by_browser(chosen).items()
+            )
+        )
 
     async def _new_chats(self, request: CleanupRequest) -> None:
         long = [
@@ -229,8 +241,12 @@ class CleanupRound:
             for t in self._candidates(request)
             if _turns(t) >= self.settings.long_conversation_turns
         ]
-        for key, tabs in self._by_browser(long).items():
-            await self._on_browser(key, tabs, CleanupAction.NEW_CHAT, request.reason)
+        await asyncio.gather(
+            *(
+                self._on_browser(key, tabs, CleanupAction.NEW_CHAT, request.reason)
+                for key, tabs in self._by_browser(long).items()
+            )
+        )
 
     async def _until_idle(self, tabs: list[CleanableTab]) -> list[CleanableTab]:
         """The chosen tabs are held (no new attempt); give those with an attempt in hand
@@ -268,7 +284,7 @@ class CleanupRound:
         finally:
             self.env.hold(ids, False)
         done = [(t, a) for t, a in zip(tabs, answers, strict=True) if a.ok]
-        if done and self.settings.measure_delay:
+        if done and before is not None and before[1] != "heap" and self.settings.measure_delay:
             await asyncio.sleep(self.settings.measure_delay)
         after = await self.env.browser_bytes(key) if done else before
         parts = []
@@ -298,6 +314,8 @@ class CleanupRound:
                 measure=measure,
                 seconds=time.monotonic() - started,
                 detail="; ".join(parts),
+                heap_before=sum(a.heap_before or 0 for a in answers),
+                heap_after=sum((a.heap_after if a.ok else a.heap_before) or 0 for a in answers),
             )
         )
 

@@ -169,6 +169,7 @@ class MemoryMonitor:
         self._cleaning: set[str] = set()
         self._hold_reason: str | None = None
         self._round: asyncio.Task[list[CleanupResult]] | None = None
+        self._queued: tuple[CleanupRequest, float | None] | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._reading_callbacks: list[Callable[[MemoryReading, GovernorDecision], None]] = []
         self._cleanup_callbacks: list[Callable[[CleanupResult], None]] = []
@@ -182,6 +183,7 @@ class MemoryMonitor:
     async def stop(self) -> None:
         tasks = [t for t in (self._loop_task, self._round, self._measuring) if t is not None]
         self._loop_task = self._round = self._measuring = None
+        self._queued = None
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -385,10 +387,25 @@ class MemoryMonitor:
 
     def _start_round(self, request: CleanupRequest, *, stop_below: float | None) -> None:
         if self._round is not None and not self._round.done():
-            return  # one round at a time; the governor asks again later if still needed
+            # One round at a time; this request is kept (the newest wins) and runs when the
+            # current round ends, if memory is still short then.
+            self._queued = (request, stop_below)
+            return
+        self._queued = None
         self._round = asyncio.get_running_loop().create_task(
             self._cleanup(request, stop_below=stop_below), name="memory-cleanup"
         )
+        self._round.add_done_callback(self._round_over)
+
+    def _round_over(self, _done: asyncio.Task[list[CleanupResult]]) -> None:
+        queued, self._queued = self._queued, None
+        if queued is None:
+            return
+        decision = self.governor.last_decision
+        if decision.hold_all or self.governor.held_browsers:
+            request, stop_below = queued
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                self._start_round(request, stop_below=stop_below)
 
     async def _cleanup(
         self, request: CleanupRequest, *, stop_below: float | None

@@ -103,3 +103,19 @@ def test_hub_sigkill_at_full_speed_adopts_in_flight_images_once() -> None:
 def test_chaos_with_two_hub_kills() -> None:
     report = run(scenarios.fault("chaos", 100, 5))
     assert len(report["hub"]["kills"]) == 2
+
+
+def test_memory_storm_1000_tasks_pauses_and_resumes_without_loss() -> None:
+    """Issue 7's load test: tabs whose heaps grow with every attempt on a synthetic machine;
+    memory crosses 80 % several times, the governor holds dispatch, reloads idle tabs and
+    lets them back under 60 %; all 1,000 tasks done once, the time held is reported."""
+    report = run(scenarios.memory_storm(1000, 10))
+    memory = report["client"]["memory"]
+    assert memory["episodes"] >= 3, memory
+    assert memory["held_seconds"] > 0, memory
+    assert {"pressure", "recovering"} <= set(memory["states"]), memory
+    assert report["store"]["attempts_by_outcome"] == {"done": 1000}
+    print(
+        f"memory storm: {memory['episodes']} pauses, {memory['held_seconds']:.1f} s held of "
+        f"{report['result']['seconds_first_assign_to_last_done']:.1f} s"
+    )

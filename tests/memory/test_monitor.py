@@ -118,7 +118,7 @@ def test_heap_growth_storm_pauses_cleans_up_and_finishes_without_loss(tmp_path: 
             await asyncio.sleep(0.1)
             return_value = (submitted.job_id, list(client.messages))
             states = [x for x in return_value[1] if isinstance(x, m.MemoryState)]
-            assert [s.state for s in states].count(m.MemoryLevel.PRESSURE) >= 2
+            assert [s.state for s in states].count(MemoryLevel.PRESSURE) >= 2
             assert {s.state for s in states} >= {
                 MemoryLevel.PRESSURE,
                 MemoryLevel.RECOVERING,
