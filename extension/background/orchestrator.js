@@ -5,7 +5,9 @@
 // durably, sends it, and forgets it only when the hub acknowledges it. Tabs open 2 s apart.
 // A dead tab is replaced; its task is resumed in the new tab when the prompt was already
 // sent and the conversation is known (no second payment), rerun when the prompt never left,
-// and otherwise given back to the hub at once (bye tab_closed).
+// and otherwise given back to the hub at once (bye tab_closed). The hub's memory governor may
+// ask an idle slot to give memory back (`cleanup`): reload its tab, open a new chat, or forget
+// image bytes the hub already has.
 (function (root, factory) {
   const api = factory();
   if (typeof module === "object" && module.exports) module.exports = api;
@@ -20,6 +22,8 @@
   const PING_TIMEOUT_MS = 5000;
   const STATUS_MIN_GAP_MS = 5000;
   const RUN_ACCEPT_RETRIES = 5;
+  /** A reloaded tab must be back and healthy within this (the protocol's 60 s; the hub waits 75). */
+  const CLEANUP_READY_MS = 60000;
   const DEFAULT_TASK_MS = 6 * 60 * 1000;
   const FORGET_ON_ERROR = new Set(["unknown_task", "bad_field", "too_large"]);
   const CONTENT_FILES = ["lib/selector_table.js", "lib/page_messages.js", "lib/protocol.js", "content/driver.js"];
@@ -46,6 +50,9 @@
       this.healthDetail = "";
       this.url = null;
       this.memoryBytes = undefined;
+      this.pageId = null; // the content script's id of its page load (a reload makes a new one)
+      this.cleaning = null; // a promise while a reload_tab/new_chat cleanup runs
+      this.storingKeys = new Set(); // images being written, not yet in record.unacked
       this.readyCount = 0;
       this.readyWaiters = [];
       this.chain = Promise.resolve();
@@ -194,6 +201,7 @@
 
     noteReady(info) {
       if (info.url) this.url = info.url;
+      if (typeof info.page_id === "string") this.pageId = info.page_id;
       if (typeof info.memory === "number") this.memoryBytes = Math.round(info.memory);
       if (info.health) this.setHealth(info.health, info.detail || "");
     }
@@ -248,6 +256,7 @@
 
     async openOrAdoptTab() {
       const chrome = this.orch.chrome;
+      while (this.cleaning) await this.cleaning; // the tab is being reloaded for memory
       if (await this.tabExists()) {
         const pong = await this.ping().catch(() => null);
         if (pong) {
@@ -277,7 +286,7 @@
         const tab = await chrome.tabs.create({ url: CHATGPT_URL, pinned: true, active: false });
         await chrome.tabs.update(tab.id, { autoDiscardable: false }).catch(() => {});
         this.orch.tabToSlot.set(tab.id, this);
-        await this.update((r) => ({ ...r, tabId: tab.id, tabOpenedAt: Date.now() }));
+        await this.update((r) => ({ ...r, tabId: tab.id, tabOpenedAt: Date.now(), turns: this.orch.lib.inflight.freshTurns() }));
         this.log(`opened tab ${tab.id}`);
       })();
       this.creatingTab = creating.catch(() => {});
@@ -330,6 +339,8 @@
           return this.onAck(msg);
         case "cancel":
           return this.onCancel(msg);
+        case "cleanup":
+          return this.onCleanup(msg);
         case "configure":
           return this.orch.applyConfigure(msg);
         case "error":
@@ -368,6 +379,8 @@
      * outcome come back as runtime messages (onPageProgress / onPageDone).
      */
     async runTask({ resume = false }) {
+      // A reload or new chat for memory is under way: hand the task over once the tab is back.
+      while (this.cleaning) await this.cleaning;
       if (this.running) {
         // A hand-over is in progress (navigation, page load): run again after it, in case
         // the task it hands over is no longer the one in the record.
@@ -397,7 +410,9 @@
           target = plan.newChat ? CHATGPT_URL : plan.url;
         }
         if (target && !(this.url && sameUrl(this.url, target) && !newChat)) {
-          await this.update((r) => (r.task ? { ...r, task: inflight.advance(r.task, "navigating") } : null));
+          await this.update((r) =>
+            r.task ? { ...r, task: inflight.advance(r.task, "navigating"), turns: inflight.turnsAfterNavigation(r.turns, { newChat, url: target }) } : null
+          );
           const seen = this.readyCount;
           await chrome.tabs.update(this.tabId, { url: target });
           await this.waitReady(seen);
@@ -470,6 +485,8 @@
 
     async onHubError(msg) {
       this.log(`hub error ${msg.code}: ${msg.message}`);
+      // About a cleanup_done (its `re`), not about an outcome: nothing in `awaiting` to match.
+      if (msg.field === "re") return;
       if (!this.awaiting.length) return;
       const key = this.awaiting.shift();
       this.sentKeys.delete(key);
@@ -498,6 +515,137 @@
       this.orch.publish();
     }
 
+    // -- memory cleanup (the hub's memory governor) --------------------------------------------
+
+    /**
+     * `cleanup`: answered by exactly one `cleanup_done`, on the connection the request came
+     * on (after a reconnect the hub has already given up on it, and an answer it no longer
+     * expects would be refused).
+     */
+    async onCleanup(msg) {
+      const { protocol } = this.orch.lib;
+      const conn = this.conn;
+      const ws = conn && conn.ws;
+      let answer;
+      try {
+        answer = await this.cleanUp(msg.action, msg.reason);
+      } catch (err) {
+        answer = { ok: false, detail: `cleanup failed: ${err && err.message ? err.message : err}` };
+      }
+      this.log(`cleanup ${msg.action} (${msg.request_id}): ${answer.ok ? "done" : "not done"}${answer.detail ? ` — ${answer.detail}` : ""}`);
+      if (!conn || this.conn !== conn || conn.ws !== ws || !conn.isOpen) {
+        this.log(`cleanup ${msg.request_id}: the connection it came on is gone; no answer`);
+        return;
+      }
+      conn.send(protocol.cleanupDone({ re: msg.request_id, action: msg.action, ...answer }));
+      if (msg.action === "reload_tab" || msg.action === "new_chat") this.sendStatus(true); // health and memory of the fresh page
+    }
+
+    /** Why this slot cannot reload or renavigate its tab now, or null. Synchronous. */
+    refuseRefresh() {
+      if (this.cleaning) return "another cleanup is under way in this tab";
+      const task = this.record.task;
+      if (task && !task.captured) return `busy with ${task.task_id}/${task.attempt} (stage ${task.stage})`;
+      if (this.running) return "busy handing a task to the page";
+      if (this.tabId == null || this.tabPromise) return "the tab is not open yet";
+      return null;
+    }
+
+    /** The answer's fields ({ok, heapBefore?, heapAfter?, freedBytes?, detail?}). */
+    async cleanUp(action, reason) {
+      if (reason) this.log(`cleanup ${action} asked: ${reason}`);
+      if (action === "drop_images") return this.dropImages();
+      if (action !== "reload_tab" && action !== "new_chat") return { ok: false, detail: `unknown cleanup action ${action}` };
+      const refused = this.refuseRefresh();
+      if (refused) return { ok: false, detail: refused };
+      // Claimed before the first await: an assignment arriving from now on waits (runTask)
+      // until the tab is back, and the health check leaves the tab alone.
+      let release;
+      this.cleaning = new Promise((resolve) => (release = resolve));
+      try {
+        return await this.refreshTab(action);
+      } finally {
+        this.cleaning = null;
+        release();
+      }
+    }
+
+    /** reload_tab / new_chat in an idle tab: load it again, wait for a healthy fresh page. */
+    async refreshTab(action) {
+      const chrome = this.orch.chrome;
+      const { inflight } = this.orch.lib;
+      // One deadline for the whole of it, so the answer is well inside the hub's 75 s wait.
+      const readyMs = (this.orch.timings && this.orch.timings.cleanupReadyMs) || CLEANUP_READY_MS;
+      const deadline = Date.now() + readyMs;
+      const before = await this.ping().catch(() => null);
+      if (before) {
+        this.noteReady(before);
+        // The page is working on something the record does not know of: never throw it away.
+        if (before.task) return { ok: false, detail: `busy: the page works on ${before.task.task_id}/${before.task.attempt}` };
+      }
+      const heapBefore = this.memoryBytes;
+      const oldPage = this.pageId;
+      const seen = this.readyCount;
+      this.setHealth("loading", action === "reload_tab" ? "reloading the tab to free memory" : "opening a new chat to free memory");
+      try {
+        if (action === "new_chat") {
+          // A fresh conversation: the turn count starts again, and a per_sequence sequence
+          // continues in the new chat (the governor asked for the memory, not the context).
+          await this.update((r) => ({ ...r, turns: inflight.freshTurns(), sequence: null }));
+          await chrome.tabs.update(this.tabId, { url: CHATGPT_URL });
+        } else {
+          await chrome.tabs.reload(this.tabId);
+        }
+      } catch (err) {
+        return { ok: false, heapBefore, detail: `${action === "new_chat" ? "navigating" : "reloading"} the tab failed: ${err.message}` };
+      }
+      const health = await this.waitFreshPage(oldPage, seen, deadline);
+      if (health === "logged_out") return { ok: false, heapBefore, detail: "the page came back logged out" };
+      if (health !== "ok") {
+        return { ok: false, heapBefore, detail: `the page did not come back healthy within ${readyMs / 1000} s (${health || "no page"})` };
+      }
+      const after = await this.ping().catch(() => null);
+      if (after) this.noteReady(after);
+      const heapAfter = after && typeof after.memory === "number" ? Math.round(after.memory) : undefined;
+      return { ok: true, heapBefore, heapAfter };
+    }
+
+    /**
+     * Wait until a page load newer than `seen` (and not the page `oldPage`) reports `ok`, or
+     * the login page (that will not change by itself), or the deadline passes. Returns the
+     * fresh page's last health, or null when no fresh page reported at all.
+     */
+    async waitFreshPage(oldPage, seen, deadline) {
+      const fresh = () => this.readyCount > seen && (this.pageId == null || this.pageId !== oldPage);
+      for (;;) {
+        if (fresh() && (this.health === "ok" || this.health === "logged_out")) return this.health;
+        const left = deadline - Date.now();
+        if (left <= 0) return fresh() ? this.health : null;
+        await this.nextReady(Math.min(left, 1000));
+      }
+    }
+
+    /** Resolves at the next `ng.ready`, or after `ms`. */
+    nextReady(ms) {
+      return new Promise((resolve) => {
+        const waiter = { seen: this.readyCount, resolve: () => done() };
+        const timer = setTimeout(() => done(), ms);
+        const done = () => {
+          clearTimeout(timer);
+          this.readyWaiters = this.readyWaiters.filter((w) => w !== waiter);
+          resolve();
+        };
+        this.readyWaiters.push(waiter);
+      });
+    }
+
+    /** drop_images: forget the bytes of every stored image the hub has acknowledged. */
+    async dropImages() {
+      const keep = await this.orch.referencedImageKeys();
+      const { count, bytes } = await this.orch.store.dropImages(keep);
+      return { ok: true, freedBytes: bytes, detail: count ? `dropped ${count} acknowledged image(s)` : "no acknowledged image was still stored" };
+    }
+
     // -- the page's messages ----------------------------------------------------------------
 
     async onPageProgress(msg) {
@@ -510,6 +658,10 @@
       await this.update((r) => {
         if (!r.task) return null;
         const next = { ...r, task: inflight.advance(r.task, msg.stage, fields) };
+        // One more prompt in this conversation (counted once: a repeated `submitted` finds the
+        // task already past it).
+        if (msg.stage === "submitted" && !inflight.promptSent(r.task)) next.turns = inflight.turnsAfterSend(r.turns, fields.conversation_url);
+        else if (fields.conversation_url) next.turns = inflight.turnsWithUrl(r.turns, fields.conversation_url);
         if (fields.conversation_url && this.orch.chatMode() === "per_sequence") {
           const key = inflight.sequenceKey(r.task.metadata);
           if (key) next.sequence = { key, url: fields.conversation_url };
@@ -532,29 +684,14 @@
       const task = this.record.task;
       const isCurrent = task && task.task_id === msg.task_id && task.attempt === msg.attempt;
       if (msg.outcome === "image" && msg.image && msg.image.base64) {
-        const bytes = protocol.base64ToBytes(msg.image.base64);
-        const sha256 = await protocol.sha256Hex(bytes);
-        const mime = protocol.sniffMime(bytes) || msg.image.mime || "image/png";
-        await this.orch.store.putImage(key, {
-          bytes: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength),
-          meta: {
-            task_id: msg.task_id,
-            attempt: msg.attempt,
-            sha256,
-            size: bytes.length,
-            mime,
-            conversation_url: msg.conversation_url || (task && task.conversation_url),
-            image_id: msg.image.image_id,
-            width: msg.image.width,
-            height: msg.image.height,
-            elapsed: msg.elapsed,
-          },
-        });
-        await this.update((r) => ({
-          ...r,
-          unacked: [...r.unacked, { task_id: msg.task_id, attempt: msg.attempt, kind: "image", key }],
-          task: isCurrent && r.task ? inflight.advance({ ...r.task, captured: true }, "captured") : r.task,
-        }));
+        // Referenced from before the write until record.unacked names it: drop_images and the
+        // quota pruning never take an image that is being stored.
+        this.storingKeys.add(key);
+        try {
+          await this.storeImage(msg, key, task, isCurrent);
+        } finally {
+          this.storingKeys.delete(key);
+        }
       } else {
         const kind = protocol.TASK_ERROR_KINDS.includes(msg.kind) ? msg.kind : "page_error";
         const error = { kind, message: protocol.clip(msg.message || ""), retry_after: msg.retry_after, conversation_url: msg.conversation_url };
@@ -574,6 +711,34 @@
       this.sendStatus();
       this.orch.publish();
       return { stored: true };
+    }
+
+    /** An image outcome: bytes to IndexedDB first, then the record names it (unacked). */
+    async storeImage(msg, key, task, isCurrent) {
+      const { inflight, protocol } = this.orch.lib;
+      const bytes = protocol.base64ToBytes(msg.image.base64);
+      const sha256 = await protocol.sha256Hex(bytes);
+      const mime = protocol.sniffMime(bytes) || msg.image.mime || "image/png";
+      await this.orch.store.putImage(key, {
+        bytes: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength),
+        meta: {
+          task_id: msg.task_id,
+          attempt: msg.attempt,
+          sha256,
+          size: bytes.length,
+          mime,
+          conversation_url: msg.conversation_url || (task && task.conversation_url),
+          image_id: msg.image.image_id,
+          width: msg.image.width,
+          height: msg.image.height,
+          elapsed: msg.elapsed,
+        },
+      });
+      await this.update((r) => ({
+        ...r,
+        unacked: [...r.unacked, { task_id: msg.task_id, attempt: msg.attempt, kind: "image", key }],
+        task: isCurrent && r.task ? inflight.advance({ ...r.task, captured: true }, "captured") : r.task,
+      }));
     }
 
     /** Send every stored outcome the hub has not acknowledged (once per connection). */
@@ -638,6 +803,7 @@
           taskId: task ? task.task_id : undefined,
           url: this.url,
           detail: details.join("; "),
+          conversationTurns: this.record.turns ? this.record.turns.count : 0,
         })
       );
     }
@@ -646,6 +812,7 @@
     async checkHealth() {
       const chrome = this.orch.chrome;
       if (this.tabId == null || !this.conn || !this.conn.isOpen) return;
+      if (this.cleaning) return; // reloading on purpose: the cleanup watches the page
       let tab = null;
       try {
         tab = await chrome.tabs.get(this.tabId);
@@ -736,6 +903,7 @@
         task_id: task ? task.task_id : null,
         stage: task ? task.stage : null,
         unacked: this.record.unacked.length,
+        conversation_turns: this.record.turns ? this.record.turns.count : 0,
         connection: this.connState,
         detail: [this.connDetail, this.healthDetail].filter(Boolean).join("; "),
         cooldown_until: this.cooldownUntil > Date.now() ? this.cooldownUntil : null,
@@ -775,6 +943,20 @@
       this.cooldownUntil = 0;
       this.publishTimer = null;
       this.stopped = false;
+    }
+
+    /**
+     * Image keys that must stay stored: every slot record's unacknowledged outcomes (the
+     * stored records too, so a slot being restarted loses nothing) and images being written.
+     */
+    async referencedImageKeys() {
+      const keys = new Set();
+      const records = await this.store.loadAllSlots(10);
+      for (const record of [...records, ...[...this.slots.values()].map((s) => s.record)]) {
+        for (const u of record.unacked || []) keys.add(u.key);
+      }
+      for (const slot of this.slots.values()) for (const key of slot.storingKeys) keys.add(key);
+      return keys;
     }
 
     /** Stored settings that do not validate (edited by hand): shown, never connected with. */

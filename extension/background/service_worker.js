@@ -96,12 +96,9 @@ async function init() {
     hubConfig: (await store.getValue("hubConfig")) || null,
     log,
   });
-  // Images the slots still need; everything else in IndexedDB may go when space runs out.
-  store.setReferencedKeys(async () => {
-    const keys = new Set();
-    for (const slot of orchestrator.slots.values()) for (const u of slot.record.unacked) keys.add(u.key);
-    return keys;
-  });
+  // Images the slots still need; everything else in IndexedDB may go when space runs out
+  // (null: not known now, so nothing goes).
+  store.setReferencedKeys(() => orchestrator.referencedImageKeys().catch(() => null));
   log(`service worker ${instanceId} starting (${settings.token ? "paired" : "not paired"}, ${settings.hubUrl})`);
   await orchestrator.start();
   return orchestrator;

@@ -194,16 +194,36 @@
     }
 
     async function pruneImages() {
-      let freed = 0;
       const keep = await referencedKeys();
       if (!keep) return 0;
+      return (await dropImages(keep)).count;
+    }
+
+    /** The size of a stored image record in bytes (its bytes, else what its meta says). */
+    function imageSize(image) {
+      if (!image) return 0;
+      const bytes = image.bytes;
+      if (bytes && typeof bytes.byteLength === "number") return bytes.byteLength;
+      const size = image.meta && image.meta.size;
+      return Number.isFinite(size) && size > 0 ? size : 0;
+    }
+
+    /**
+     * Delete every stored image whose key is not in `keep` (the outcomes the hub has not
+     * acknowledged yet); returns how many and how many bytes. The memory governor's
+     * `drop_images`, and the quota pruning above.
+     */
+    async function dropImages(keep) {
+      let count = 0;
+      let bytes = 0;
       for (const key of await idb.keys("images")) {
-        if (!keep.has(key)) {
-          await idb.delete("images", key);
-          freed++;
-        }
+        if (keep.has(key)) continue;
+        const image = await idb.get("images", key).catch(() => null);
+        await idb.delete("images", key);
+        count++;
+        bytes += imageSize(image);
       }
-      return freed;
+      return { count, bytes };
     }
 
     async function getValue(key) {
@@ -236,6 +256,7 @@
       getImage,
       deleteImage,
       pruneImages,
+      dropImages,
       setReferencedKeys,
       getValue,
       setValue,

@@ -228,6 +228,8 @@
   let currentRun = null; // {task, stage, cancelled, conversationUrl, startedAt}
   let lastHealth = null;
   const finishedRuns = new Map(); // "task_id/attempt" → the ng.done message (for repeats)
+  // This page load's id: the service worker tells a reloaded page from the one before it.
+  const pageId = Math.random().toString(36).slice(2, 10) + Date.now().toString(36);
 
   function log(...args) {
     console.debug("[NovelGen]", ...args);
@@ -314,7 +316,7 @@
     const health = healthFrom(pageState());
     if (force || health !== lastHealth) {
       lastHealth = health;
-      send({ type: "ng.ready", url: location.href, health });
+      send({ type: "ng.ready", url: location.href, health, page_id: pageId });
     }
     return health;
   }
@@ -778,6 +780,7 @@
         sendResponse({
           ok: true,
           url: location.href,
+          page_id: pageId,
           health: reportHealth(false),
           busy: Boolean(currentRun),
           task: currentRun ? { task_id: currentRun.task.task_id, attempt: currentRun.task.attempt, stage: currentRun.stage } : null,

@@ -3,7 +3,7 @@
 // these records (state_store.js) and acts on the plans returned here.
 //
 // Slot record (durable, written before each step):
-//   { slot, workerId, tabId, tabOpenedAt, task, unacked, sequence, updatedAt }
+//   { slot, workerId, tabId, tabOpenedAt, task, unacked, sequence, turns, updatedAt }
 //   task: null | { task_id, attempt, prompt, metadata, deadline, stage, assigned_at,
 //                  conversation_url, before_image_ids, new_chat, captured, cancelled }
 //     stage: "accepted" → "navigating" → "running" (handed to the page) → "typing" →
@@ -12,6 +12,8 @@
 //   unacked: [{ task_id, attempt, kind: "image" | "error", key, error? }]  outcomes stored
 //            and sent (or not yet sent) but not acknowledged by the hub
 //   sequence: { key, url } the conversation of the current sequence (per_sequence mode)
+//   turns: { count, url } prompts sent in the tab's current conversation (`status`'s
+//          conversation_turns): 0 in a new chat; url once the conversation has one
 (function (root, factory) {
   const api = factory();
   if (typeof module === "object" && module.exports) module.exports = api;
@@ -22,7 +24,46 @@
   const STAGE_ORDER = ["accepted", "navigating", "running", "typing", "submitted", "generating", "downloading", "captured"];
 
   function emptySlot(slot, workerId) {
-    return { slot, workerId, tabId: null, tabOpenedAt: null, task: null, unacked: [], sequence: null, updatedAt: 0 };
+    return { slot, workerId, tabId: null, tabOpenedAt: null, task: null, unacked: [], sequence: null, turns: freshTurns(), updatedAt: 0 };
+  }
+
+  // -- conversation turns ----------------------------------------------------------------
+  // A count per tab of the prompts sent in the conversation it shows, so the hub can send a
+  // tab whose conversation grew long (a heavy page) to a new chat. Counted by the service
+  // worker, not read from the page: the page only shows what it has rendered.
+
+  function freshTurns() {
+    return { count: 0, url: null };
+  }
+
+  function sameConversation(a, b) {
+    if (!a || !b) return false;
+    const strip = (u) => String(u).replace(/[?#].*$/, "").replace(/\/$/, "");
+    return strip(a) === strip(b);
+  }
+
+  /** The tab goes to a new chat (0 turns) or to the conversation at `url` (its count is kept
+   * when it is the one counted; another conversation is counted from 0 from now on). */
+  function turnsAfterNavigation(turns, { newChat, url }) {
+    const current = turns || freshTurns();
+    if (newChat || !url) return freshTurns();
+    if (sameConversation(current.url, url)) return current;
+    return { count: 0, url };
+  }
+
+  /** A prompt was sent (`submitted`) in the conversation at `conversationUrl` (null: a new
+   * chat whose URL is not known yet). */
+  function turnsAfterSend(turns, conversationUrl) {
+    const current = turns || freshTurns();
+    if (conversationUrl && current.url && !sameConversation(current.url, conversationUrl)) return { count: 1, url: conversationUrl };
+    return { count: current.count + 1, url: current.url || conversationUrl || null };
+  }
+
+  /** The conversation's URL became known (a new chat gets its /c/<id> after the first send). */
+  function turnsWithUrl(turns, conversationUrl) {
+    const current = turns || freshTurns();
+    if (!conversationUrl || current.url) return current;
+    return { ...current, url: conversationUrl };
   }
 
   function attemptKey(taskId, attempt) {
@@ -128,6 +169,10 @@
   return {
     STAGE_ORDER,
     emptySlot,
+    freshTurns,
+    turnsAfterNavigation,
+    turnsAfterSend,
+    turnsWithUrl,
     attemptKey,
     taskFromAssign,
     promptSent,

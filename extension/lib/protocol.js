@@ -15,6 +15,11 @@
   const STAGES = ["accepted", "typing", "submitted", "generating", "downloading"];
   const TAB_HEALTH = ["ok", "loading", "unresponsive", "crashed", "discarded", "logged_out"];
   const MIMES = ["image/png", "image/jpeg", "image/webp"];
+  /** What `cleanup` may ask of a tab (the hub sends it only to workers listing "cleanup"). */
+  const CLEANUP_ACTIONS = ["reload_tab", "new_chat", "drop_images"];
+  const CAPABILITIES = ["binary_frames", "image_png", "image_jpeg", "image_webp", "cleanup"];
+  const MAX_BYTES_FIGURE = 2 ** 48; // heap_before/heap_after/freed_bytes bound
+  const MAX_TURNS = 1e9;
   const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
   const TASK_PATTERN = /^(0|[1-9][0-9]{0,15})$/;
   const URL_PATTERN = /^https?:\/\/\S+$/;
@@ -57,7 +62,7 @@
       account_id: accountId,
       kind: "extension",
       tab_id: tabId != null ? String(tabId).slice(0, 32) : undefined,
-      capabilities: ["binary_frames", "image_png", "image_jpeg", "image_webp"],
+      capabilities: CAPABILITIES.slice(),
       instance_id: instanceId,
       holding: (holding || []).slice(0, MAX_HOLDING).map((h) => ({ task_id: String(h.task_id), attempt: h.attempt })),
     });
@@ -83,7 +88,11 @@
     });
   }
 
-  function status({ health, busy, memoryBytes, taskId, url, detail }) {
+  function byteFigure(n) {
+    return Number.isFinite(n) && n >= 0 ? Math.min(MAX_BYTES_FIGURE, Math.round(n)) : undefined;
+  }
+
+  function status({ health, busy, memoryBytes, taskId, url, detail, conversationTurns }) {
     if (!TAB_HEALTH.includes(health)) throw new Error(`status: unknown tab health ${health}`);
     return frame("status", {
       ts: Date.now() / 1000,
@@ -92,6 +101,22 @@
       memory_bytes: Number.isInteger(memoryBytes) && memoryBytes >= 0 ? memoryBytes : undefined,
       task_id: taskId,
       url: validUrl(url),
+      detail: detail ? clip(detail) : undefined,
+      conversation_turns:
+        Number.isInteger(conversationTurns) && conversationTurns >= 0 ? Math.min(MAX_TURNS, conversationTurns) : undefined,
+    });
+  }
+
+  /** The one answer to a `cleanup` (`re` is its request_id). */
+  function cleanupDone({ re, action, ok, heapBefore, heapAfter, freedBytes, detail }) {
+    if (typeof re !== "string" || !ID_PATTERN.test(re)) throw new Error(`cleanup_done: bad re ${re}`);
+    return frame("cleanup_done", {
+      re,
+      action,
+      ok: !!ok,
+      heap_before: byteFigure(heapBefore),
+      heap_after: byteFigure(heapAfter),
+      freed_bytes: byteFigure(freedBytes),
       detail: detail ? clip(detail) : undefined,
     });
   }
@@ -162,6 +187,12 @@
       if (!TASK_PATTERN.test(msg.task_id || "")) throw new Error("assign: bad task_id");
       if (!Number.isInteger(msg.attempt) || msg.attempt < 1) throw new Error("assign: bad attempt");
       if (typeof msg.prompt !== "string" || !msg.prompt) throw new Error("assign: empty prompt");
+    } else if (msg.type === "cleanup") {
+      // Without a readable request_id no answer is possible; an action this version does not
+      // know is let through and answered `ok: false` (the hub may be newer).
+      if (typeof msg.request_id !== "string" || !ID_PATTERN.test(msg.request_id)) throw new Error("cleanup: bad request_id");
+      if (typeof msg.action !== "string" || !/^[a-z_]{1,64}$/.test(msg.action)) throw new Error("cleanup: bad action");
+      if (msg.reason != null && typeof msg.reason !== "string") delete msg.reason; // only for the log
     }
     return msg;
   }
@@ -200,6 +231,8 @@
     AGENT,
     TASK_ERROR_KINDS,
     TAB_HEALTH,
+    CLEANUP_ACTIONS,
+    CAPABILITIES,
     ID_PATTERN,
     TASK_PATTERN,
     clip,
@@ -209,6 +242,7 @@
     bye,
     progress,
     status,
+    cleanupDone,
     resultAnnouncement,
     taskError,
     imageFrame,

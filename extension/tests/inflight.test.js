@@ -18,7 +18,7 @@ function record(extra = {}) {
 }
 
 test("emptySlot and attemptKey", () => {
-  assert.deepEqual(I.emptySlot(3, "ext-x-3"), { slot: 3, workerId: "ext-x-3", tabId: null, tabOpenedAt: null, task: null, unacked: [], sequence: null, updatedAt: 0 });
+  assert.deepEqual(I.emptySlot(3, "ext-x-3"), { slot: 3, workerId: "ext-x-3", tabId: null, tabOpenedAt: null, task: null, unacked: [], sequence: null, turns: { count: 0, url: null }, updatedAt: 0 });
   assert.equal(I.attemptKey("17", 2), "17#2");
 });
 
@@ -192,4 +192,28 @@ test("acknowledge drops the outcome and clears the matching task", () => {
   assert.equal(wrongAttempt.unacked.length, 2);
 
   assert.deepEqual(I.acknowledge({ slot: 1, task: null }, "1", 1), { slot: 1, task: null, unacked: [] });
+});
+
+test("conversation turns: counted per send, 0 in a new chat, kept in the same conversation", () => {
+  const C1 = "https://chatgpt.com/c/abc-1";
+  let turns = I.freshTurns();
+  assert.deepEqual(turns, { count: 0, url: null });
+  // The first send in a new chat: the URL is often not known yet, then arrives.
+  turns = I.turnsAfterSend(turns, null);
+  assert.deepEqual(turns, { count: 1, url: null });
+  turns = I.turnsWithUrl(turns, C1);
+  assert.deepEqual(turns, { count: 1, url: C1 });
+  assert.deepEqual(I.turnsWithUrl(turns, "https://chatgpt.com/c/other"), turns, "a known URL is kept");
+  turns = I.turnsAfterSend(turns, C1);
+  turns = I.turnsAfterSend(turns, `${C1}?model=x`);
+  assert.deepEqual(turns, { count: 3, url: C1 });
+  // Going back to the same conversation keeps the count; a new chat starts at 0.
+  assert.deepEqual(I.turnsAfterNavigation(turns, { newChat: false, url: `${C1}/` }), turns);
+  assert.deepEqual(I.turnsAfterNavigation(turns, { newChat: true, url: "https://chatgpt.com/" }), { count: 0, url: null });
+  // Another conversation than the one counted is counted from now on.
+  assert.deepEqual(I.turnsAfterNavigation(turns, { newChat: false, url: "https://chatgpt.com/c/zz" }), { count: 0, url: "https://chatgpt.com/c/zz" });
+  assert.deepEqual(I.turnsAfterSend(turns, "https://chatgpt.com/c/zz"), { count: 1, url: "https://chatgpt.com/c/zz" });
+  // Records from before the counter existed.
+  assert.deepEqual(I.turnsAfterSend(undefined, null), { count: 1, url: null });
+  assert.deepEqual(I.turnsAfterNavigation(undefined, { newChat: false, url: C1 }), { count: 0, url: C1 });
 });

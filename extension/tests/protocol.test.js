@@ -189,6 +189,57 @@ test("parse: accepts hub messages, rejects bad frames with a reason", () => {
   assert.throws(() => P.parse(JSON.stringify({ v: 1, type: "assign", task_id: "1", attempt: 1, prompt: "" })), /empty prompt/);
 });
 
+test("hello advertises the cleanup capability", () => {
+  const msg = P.hello({ token: TOKEN, workerId: "w", accountId: "a" });
+  assert.ok(msg.capabilities.includes("cleanup"));
+  assert.deepEqual(P.CLEANUP_ACTIONS, ["reload_tab", "new_chat", "drop_images"]);
+});
+
+test("status: conversation_turns only a non-negative integer", () => {
+  assert.equal(P.status({ health: "ok", conversationTurns: 7 }).conversation_turns, 7);
+  assert.equal(P.status({ health: "ok", conversationTurns: 0 }).conversation_turns, 0);
+  for (const bad of [-1, 1.5, "3", null, undefined, NaN]) {
+    assert.equal("conversation_turns" in P.status({ health: "ok", conversationTurns: bad }), false, String(bad));
+  }
+  assert.equal(P.status({ health: "ok", conversationTurns: 5e9 }).conversation_turns, 1e9);
+});
+
+test("cleanupDone: re checked, ok boolean, byte figures rounded and bounded, optionals omitted", () => {
+  const full = P.cleanupDone({ re: "mem-12", action: "reload_tab", ok: true, heapBefore: 612000000.4, heapAfter: 48000000, detail: "x".repeat(5000) });
+  assert.equal(full.type, "cleanup_done");
+  assert.equal(full.re, "mem-12");
+  assert.equal(full.action, "reload_tab");
+  assert.equal(full.ok, true);
+  assert.equal(full.heap_before, 612000000);
+  assert.equal(full.heap_after, 48000000);
+  assert.equal(full.detail.length, 4096);
+  assert.equal("freed_bytes" in full, false);
+  const bare = P.cleanupDone({ re: "mem-1", action: "new_chat", ok: 0, heapBefore: -5, heapAfter: NaN });
+  assert.deepEqual(Object.keys(bare).sort(), ["action", "ok", "re", "type", "v"]);
+  assert.equal(bare.ok, false);
+  assert.equal(P.cleanupDone({ re: "m", action: "drop_images", ok: true, freedBytes: 0 }).freed_bytes, 0);
+  assert.equal(P.cleanupDone({ re: "m", action: "drop_images", ok: true, freedBytes: 2 ** 60 }).freed_bytes, 2 ** 48);
+  assert.throws(() => P.cleanupDone({ re: "", action: "reload_tab", ok: true }), /bad re/);
+  assert.throws(() => P.cleanupDone({ re: "-x", action: "reload_tab", ok: true }), /bad re/);
+});
+
+test("parse: cleanup needs a request_id and an action; an unknown action is let through", () => {
+  const ok = P.parse(JSON.stringify({ v: 1, type: "cleanup", request_id: "mem-12", action: "reload_tab", reason: "memory pressure" }));
+  assert.equal(ok.action, "reload_tab");
+  assert.equal(ok.reason, "memory pressure");
+  // A newer hub's action: parsed, so the slot can answer ok:false instead of leaving it unanswered.
+  assert.equal(P.parse(JSON.stringify({ v: 1, type: "cleanup", request_id: "mem-13", action: "compact_heap" })).action, "compact_heap");
+  // A reason that is not text is only for the log: dropped, the request stands.
+  assert.equal("reason" in P.parse(JSON.stringify({ v: 1, type: "cleanup", request_id: "m", action: "new_chat", reason: 5 })), false);
+  const bad = (fields) => JSON.stringify({ v: 1, type: "cleanup", ...fields });
+  assert.throws(() => P.parse(bad({ action: "reload_tab" })), /cleanup: bad request_id/);
+  assert.throws(() => P.parse(bad({ request_id: "", action: "reload_tab" })), /cleanup: bad request_id/);
+  assert.throws(() => P.parse(bad({ request_id: "x".repeat(129), action: "reload_tab" })), /cleanup: bad request_id/);
+  assert.throws(() => P.parse(bad({ request_id: "m" })), /cleanup: bad action/);
+  assert.throws(() => P.parse(bad({ request_id: "m", action: 3 })), /cleanup: bad action/);
+  assert.throws(() => P.parse(bad({ request_id: "m", action: "Reload Tab!" })), /cleanup: bad action/);
+});
+
 // ---- binary frame, base64, sha256, mime ----------------------------------------------------
 
 test("imageFrame: NGI1 | attempt u32 BE | n | id | bytes", () => {
@@ -307,6 +358,10 @@ test("messages built by protocol.js pass the hub's decode(sender=worker)", { ski
     page_error: P.taskError({ task_id: "17", attempt: 2, kind: "page_error", message: "x".repeat(5000), conversation_url: "https://chatgpt.com/c/1" }),
     status: P.status({ health: "ok", busy: true, memoryBytes: 123456789, taskId: "17", url: "https://chatgpt.com/", detail: "fine" }),
     status_min: P.status({ health: "logged_out" }),
+    status_turns: P.status({ health: "loading", busy: false, conversationTurns: 12 }),
+    cleanup_done: P.cleanupDone({ re: "mem-12", action: "reload_tab", ok: true, heapBefore: 612000000, heapAfter: 48000000 }),
+    cleanup_done_refused: P.cleanupDone({ re: "mem-13", action: "new_chat", ok: false, heapBefore: 1, detail: "busy with 17/2 (stage generating)" }),
+    cleanup_done_images: P.cleanupDone({ re: "mem-14", action: "drop_images", ok: true, freedBytes: 123456, detail: "dropped 1 acknowledged image(s)" }),
     progress: P.progress({ task_id: "17", attempt: 2, stage: "generating", percent: 50, conversation_url: "https://chatgpt.com/c/1", detail: "drawing" }),
     progress_float: P.progress({ task_id: "17", attempt: 2, stage: "downloading", percent: 99.5 }),
     heartbeat: P.heartbeat(3),
@@ -337,4 +392,19 @@ for line in sys.stdin:
     }
     assert.deepEqual(out[i], { ok: true, type: messages[name].type }, `${name}: ${out[i].error || ""}`);
   });
+});
+
+test("every cleanup the hub can send parses here, its examples included", { skip: noPython }, () => {
+  const code = `
+import json
+from novelgen_desktop.protocol.messages import Cleanup, CleanupAction, encode
+from novelgen_desktop.protocol.examples import example_messages
+out = [encode(Cleanup(request_id=f"mem-{i}", action=a, reason="memory pressure")) for i, a in enumerate(CleanupAction)]
+out += [encode(m) for m in example_messages() if m.type == "cleanup"]
+print(json.dumps(out))
+`;
+  const texts = JSON.parse(runPython(code, ""));
+  assert.ok(texts.length > P.CLEANUP_ACTIONS.length, "examples.py has a cleanup example");
+  const actions = texts.map((t) => P.parse(t).action);
+  assert.deepEqual([...new Set(actions)].sort(), [...P.CLEANUP_ACTIONS].sort(), "the hub knows exactly the actions the extension does");
 });

@@ -354,3 +354,15 @@ test("before the owner names the images it needs, a quota error prunes nothing",
   assert.ok(await store.getImage("7#1"), "an image nobody vouched for is kept");
   void idb;
 });
+
+test("dropImages forgets every image not kept and says how many bytes went", async () => {
+  const { store, idb } = setup();
+  await store.putImage("17#2", { bytes: new Uint8Array(1000).buffer, meta: { size: 1000 } }); // not acked yet
+  await store.putImage("9#1", { bytes: new Uint8Array(300).buffer, meta: { size: 300 } }); // acked
+  await store.putImage("8#1", { meta: { size: 50 } }); // bytes unreadable: its meta size counts
+  await store.putImage("7#1", { n: 7 }); // nothing to measure: counted, 0 bytes
+  assert.deepEqual(await store.dropImages(new Set(["17#2"])), { count: 3, bytes: 350 });
+  assert.deepEqual([...idb.stores.images.keys()], ["17#2"]);
+  assert.deepEqual(await store.dropImages(new Set(["17#2"])), { count: 0, bytes: 0 });
+  assert.deepEqual(await store.dropImages(new Set()), { count: 1, bytes: 1000 });
+});

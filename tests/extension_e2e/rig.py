@@ -63,6 +63,7 @@ class BrowserRig:
     context: Any = None  # playwright BrowserContext
     cdp: Any = None  # a CDP session on a helper page, for ServiceWorker.*
     log: list[str] = field(default_factory=list)
+    chromium_args: tuple[str, ...] = ()  # a test's own flags, after the usual ones
 
     async def launch(self) -> None:
         """Start Chromium on this rig's profile (again, after :meth:`quit_browser`)."""
@@ -74,6 +75,7 @@ class BrowserRig:
                 *CHROMIUM_FLAGS,
                 *self.site.chromium_args(),
                 *extension_flags(self.extension),
+                *self.chromium_args,
             ],
         )
         if not self.context.service_workers:
@@ -178,6 +180,7 @@ async def browser_rig(
     *,
     hub_options: dict[str, Any] | None = None,
     run: RunSettings = E2E_RUN_SETTINGS,
+    chromium_args: tuple[str, ...] = (),
 ) -> AsyncIterator[BrowserRig]:
     from playwright.async_api import async_playwright
 
@@ -191,7 +194,17 @@ async def browser_rig(
     shutil.copytree(EXTENSION_DIR, ext, ignore=shutil.ignore_patterns("tests", "node_modules"))
     try:
         async with async_playwright() as pw:
-            rig = BrowserRig(site, service, hub, url, data_dir, pw, tmp_path / "profile", ext)
+            rig = BrowserRig(
+                site,
+                service,
+                hub,
+                url,
+                data_dir,
+                pw,
+                tmp_path / "profile",
+                ext,
+                chromium_args=chromium_args,
+            )
             await rig.launch()
             try:
                 yield rig
