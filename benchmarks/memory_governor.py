@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -33,7 +34,7 @@ from novelgen_desktop.engine.runner import RunSettings
 from novelgen_desktop.engine.scheduler import SchedulerPolicy
 from novelgen_desktop.engine.service import JobService, ServiceSettings
 from novelgen_desktop.memory.monitor import MemoryMonitor, MonitorSettings, SyntheticSystem
-from novelgen_desktop.memory.probe import BrowserLocator, roots_by_profile
+from novelgen_desktop.memory.probe import BrowserLocator, roots_by_profile, tree_memory
 from novelgen_desktop.paths import DataPaths
 from novelgen_desktop.server.hub import Hub
 from novelgen_desktop.sim.remote import run_sim_workers
@@ -117,12 +118,18 @@ async def _latency(flips: int, interval: float) -> dict[str, Any]:
         await asyncio.wait_for(workers, 20)
         await service.close()
         shutil.rmtree(root, ignore_errors=True)
-    held = list(monitor.detection_latencies)[::2]  # every other transition: into pressure
+    into_pressure = [
+        latency
+        for latency, transition in zip(
+            monitor.detection_latencies, monitor.transitions, strict=True
+        )
+        if transition.state.value == "pressure"
+    ]
     return {
         "flips": flips,
         "interval_s": interval,
         "reading_to_hold": _percentiles(list(monitor.detection_latencies)),
-        "reading_to_hold_pressure_only": _percentiles(held),
+        "reading_to_hold_pressure_only": _percentiles(into_pressure),
         "crossing_to_hold": _percentiles(crossing),
         "attempts_started_after_hold": leaked,
         "images_done_meanwhile": done,
@@ -148,7 +155,6 @@ class _FixedLocator(BrowserLocator):
 
 
 def _chromium(tabs: int, profile: Path) -> subprocess.Popen[bytes]:
-    pages = [f"data:text/html,<title>tab {i}</title><p>{'x' * 2000}</p>" for i in range(tabs)]
     return subprocess.Popen(
         [
             "/usr/bin/chromium",
@@ -160,11 +166,24 @@ def _chromium(tabs: int, profile: Path) -> subprocess.Popen[bytes]:
             "--disable-component-update",
             "--disable-sync",
             f"--user-data-dir={profile}",
-            *pages,
+            "--remote-debugging-port=0",  # to open the other tabs (headless takes one URL)
+            "about:blank",
         ],
+        stdin=subprocess.DEVNULL,  # headless Chromium exits when it reads EOF on a terminal
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def _open_tabs(profile_dir: Path, count: int) -> None:
+    """More tabs through the DevTools HTTP endpoint (``PUT /json/new``)."""
+    port = (profile_dir / "DevToolsActivePort").read_text().split()[0]
+    for _ in range(count):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/json/new?about:blank", method="PUT"
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            answer.read()
 
 
 async def _cpu_for(seconds: float, monitor: MemoryMonitor | None) -> tuple[float, float]:
@@ -197,6 +216,8 @@ async def _overhead(seconds: float, tabs: int) -> dict[str, Any]:
             await asyncio.sleep(0.1)
         if chromium_root is None:
             raise RuntimeError("chromium did not start")
+        await asyncio.sleep(2.0)
+        _open_tabs(profile_dir=root / "profile", count=tabs - 1)
         await asyncio.sleep(3.0)  # pages loaded
         fake_workers = [
             SimpleNamespace(
@@ -212,44 +233,48 @@ async def _overhead(seconds: float, tabs: int) -> dict[str, Any]:
             )
             for i in range(tabs)
         ]
-        monitor = MemoryMonitor(
-            service,
-            lambda: fake_workers,  # type: ignore[arg-type,return-value]
-            MonitorSettings(),
-            locator=_FixedLocator(chromium_root),
-        )
+        started = time.process_time()
+        tree = tree_memory(chromium_root)
+        tree_ms = (time.process_time() - started) * 1000
+
+        def monitor(settings: MonitorSettings) -> MemoryMonitor:
+            return MemoryMonitor(
+                service,
+                lambda: fake_workers,  # type: ignore[arg-type,return-value]
+                settings,
+                locator=_FixedLocator(chromium_root),
+            )
+
+        calm = monitor(MonitorSettings())
+        tight = monitor(MonitorSettings(browser_interval=MonitorSettings().browser_interval_tight))
         baseline_cpu, baseline_wall = await _cpu_for(seconds, None)
-        monitor_cpu, monitor_wall = await _cpu_for(seconds, monitor)
-        reading = monitor.last_reading
-        browsers = (
-            []
-            if reading is None
-            else [
-                {
-                    "key": b.key,
-                    "mib": round(b.bytes / 2**20),
-                    "processes": b.processes,
-                    "measure": b.measure,
-                }
-                for b in reading.browsers
-            ]
-        )
+        calm_cpu, calm_wall = await _cpu_for(seconds, calm)
+        tight_cpu, tight_wall = await _cpu_for(seconds, tight)
+        reading = tight.last_reading
+        browsers = [
+            {"key": b.key, "mib": round(b.bytes / 2**20), "processes": b.processes}
+            for b in (reading.browsers if reading is not None else ())
+        ]
     finally:
         browser.terminate()
         browser.wait(10)
         await service.close()
         shutil.rmtree(root, ignore_errors=True)
     base = baseline_cpu / baseline_wall
-    with_monitor = monitor_cpu / monitor_wall
     return {
         "seconds": seconds,
         "interval_s": MonitorSettings().interval,
         "browser_interval_s": MonitorSettings().browser_interval,
+        "browser_interval_tight_s": MonitorSettings().browser_interval_tight,
         "chromium_tabs": tabs,
+        "chromium_tree": None
+        if tree is None
+        else {"processes": tree.processes, "pss_mib": round(tree.pss_bytes / 2**20)},
+        "tree_read_cpu_ms": round(tree_ms, 2),
         "browsers_seen": browsers,
         "cpu_percent_without": round(base * 100, 3),
-        "cpu_percent_with": round(with_monitor * 100, 3),
-        "overhead_percent": round((with_monitor - base) * 100, 3),
+        "overhead_percent_calm": round((calm_cpu / calm_wall - base) * 100, 3),
+        "overhead_percent_tight": round((tight_cpu / tight_wall - base) * 100, 3),
     }
 
 

@@ -95,7 +95,8 @@ def memory_settings(
     try:
         return MonitorSettings(
             interval=interval,
-            browser_interval=max(2.0, interval),
+            browser_interval=max(30.0, interval),
+            browser_interval_tight=max(3.0, interval),
             governor=GovernorSettings(
                 pause_percent=pause, resume_percent=resume, critical_percent=critical
             ),
