@@ -51,7 +51,9 @@ class CleanupSettings:
     max_reloads: int = 10  # heavy tabs reloaded per browser and round (critical: every tab)
     long_conversation_turns: int = 20
     keep_snapshots: int = 3  # per job not running
-    measure_delay: float = 1.0  # seconds for a reloaded renderer to hand its pages back
+    # A reloaded page's old heap leaves the renderer when V8's memory reducer runs (10–15 s
+    # after a reload, measured): the browser's PSS is watched for up to this long.
+    measure_delay: float = 15.0
     idle_wait: float = 30.0  # how long a chosen tab (held meanwhile) may finish its attempt
 
     def __post_init__(self) -> None:
@@ -284,9 +286,11 @@ class CleanupRound:
         finally:
             self.env.hold(ids, False)
         done = [(t, a) for t, a in zip(tabs, answers, strict=True) if a.ok]
-        if done and before is not None and before[1] != "heap" and self.settings.measure_delay:
-            await asyncio.sleep(self.settings.measure_delay)
-        after = await self.env.browser_bytes(key) if done else before
+        if done and before is not None and before[1] != "heap":
+            expected = sum(max(0, (a.heap_before or 0) - (a.heap_after or 0)) for _, a in done)
+            after = await self._settled(key, before, expected)
+        else:
+            after = await self.env.browser_bytes(key) if done else before
         parts = []
         for tab, answer in zip(tabs, answers, strict=True):
             if answer.ok and answer.heap_before is not None and answer.heap_after is not None:
@@ -318,6 +322,23 @@ class CleanupRound:
                 heap_after=sum((a.heap_after if a.ok else a.heap_before) or 0 for a in answers),
             )
         )
+
+    async def _settled(
+        self, key: str, before: tuple[int, str], expected: int
+    ) -> tuple[int, str] | None:
+        """The browser's lowest figure within ``measure_delay``: read every second, done
+        early once half of what the tabs said they freed (at least 1 MiB) is gone."""
+        deadline = time.monotonic() + self.settings.measure_delay
+        lowest: tuple[int, str] | None = None
+        while True:
+            current = await self.env.browser_bytes(key)
+            if current is not None and (lowest is None or current[0] < lowest[0]):
+                lowest = current
+            if lowest is not None and before[0] - lowest[0] >= max(MiB, expected // 2):
+                return lowest
+            if time.monotonic() >= deadline:
+                return lowest
+            await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
     async def _drop_images(self, request: CleanupRequest) -> None:
         tabs = [t for t in self.env.tabs() if t.can_clean_up]

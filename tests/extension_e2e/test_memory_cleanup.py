@@ -21,9 +21,12 @@ import contextlib
 import json
 import time
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from novelgen_desktop.memory.cleanup import CleanupResult, CleanupSettings
+from novelgen_desktop.memory.monitor import MemoryMonitor, MonitorSettings
 from novelgen_desktop.memory.probe import BrowserLocator, ProcessTreeMemory, tree_memory
 from novelgen_desktop.protocol.messages import CleanupAction, TabHealth
 from novelgen_desktop.server.remote_worker import RemoteWorker
@@ -284,3 +287,71 @@ def test_a_busy_tab_refuses_reload_and_new_chat_and_its_attempt_completes(
                 assert dropped.ok and dropped.freed_bytes == 0, dropped
 
     asyncio.run(scenario())
+
+
+def test_the_governors_reload_strategy_frees_a_fifth_of_a_bloated_browser(tmp_path: Path) -> None:
+    """The product's path, not the protocol's: the memory monitor traces the tabs' connections
+    to this Chromium, "Free memory now" runs the strategies in order, and the reload_tab result
+    it records is the browser's PSS before and after, measured by the monitor itself. The goal
+    from the requirements: free at least 20 % of a bloated browser's memory on demand."""
+    results: list[CleanupResult] = []
+
+    async def scenario() -> None:
+        with FakeChatGPT(Behaviour.image(delay=1.0)) as site:
+            async with browser_rig(tmp_path, site, chromium_args=PRECISE_MEMORY) as rig:
+                await rig.configure(tabs=2)
+                await rig.wait_connected(2, timeout=60)
+                await tabs_ready(rig, 2)
+                worker = sorted(rig.connected(), key=lambda w: w.worker_id)[0]
+                page = await page_of_worker(rig, worker.worker_id)
+                root = await browser_root(worker)
+                await page.evaluate(BLOAT, BLOAT_ARRAYS)
+                await heap_reported(rig, worker, 250 * MIB)
+                monitor = MemoryMonitor(
+                    rig.service,
+                    rig.hub.connected_workers,
+                    MonitorSettings(cleanup=CleanupSettings(measure_delay=30.0)),
+                )
+                monitor.start()
+
+                async def collect_garbage() -> None:
+                    """Playwright's debugger keeps V8 from reducing memory by itself (see the
+                    module docstring): stand in for it, in every ChatGPT tab, every second."""
+                    while True:
+                        for tab in [p for p in rig.context.pages if "chatgpt.com" in p.url]:
+                            with contextlib.suppress(Exception):
+                                await full_gc(rig, tab)
+                        await asyncio.sleep(1.0)
+
+                await wait_until(
+                    lambda: monitor.browser_of(worker.worker_id) == f"pid:{root}",
+                    10,
+                    "the monitor tracing the tab to its browser",
+                )
+                collector = asyncio.create_task(collect_garbage())
+                try:
+                    results.extend(await monitor.free_memory_now("test"))
+                finally:
+                    collector.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await collector
+                    await monitor.stop()
+                await wait_until(
+                    lambda: (
+                        worker.last_status is not None
+                        and worker.last_status.tab_health is TabHealth.OK
+                    ),
+                    15,
+                    "the reloaded tab healthy again",
+                )
+                assert await page.evaluate("() => globalThis.__ngMarker ?? null") is None
+
+    asyncio.run(scenario())
+    reload = next(r for r in results if r.strategy == "reload_tab")
+    print(f"\n{reload.describe()}")
+    (tmp_path / "governor_reload.json").write_text(json.dumps(asdict(reload), indent=1))
+    assert reload.ok and reload.measure == "pss", reload
+    assert reload.before_bytes is not None and reload.after_bytes is not None
+    assert reload.freed_bytes >= 0.2 * reload.before_bytes, reload.describe()
+    assert [r.strategy for r in results][:1] == ["reload_tab"]
+    assert {"checkpoint_wal", "collect_garbage"} <= {r.strategy for r in results}
