@@ -172,6 +172,7 @@ class CleanupRound:
         self.settings = settings or CleanupSettings()
         self.on_result = on_result
         self.results: list[CleanupResult] = []
+        self._measuring: set[asyncio.Task[None]] = set()
 
     def _record(self, result: CleanupResult) -> None:
         self.results.append(result)
@@ -285,12 +286,58 @@ class CleanupRound:
             answers = await asyncio.gather(*(t.request_cleanup(action, reason) for t in tabs))
         finally:
             self.env.hold(ids, False)
-        done = [(t, a) for t, a in zip(tabs, answers, strict=True) if a.ok]
+        done = [a for a in answers if a.ok]
         if done and before is not None and before[1] != "heap":
-            expected = sum(max(0, (a.heap_before or 0) - (a.heap_after or 0)) for _, a in done)
-            after = await self._settled(key, before, expected)
-        else:
-            after = await self.env.browser_bytes(key) if done else before
+            # The browser gives the memory back over the next seconds: measure in the
+            # background so the round (and the next one) need not wait for it.
+            measuring = asyncio.get_running_loop().create_task(
+                self._measure_after(key, tabs, answers, before, started)
+            )
+            self._measuring.add(measuring)
+            measuring.add_done_callback(self._measuring.discard)
+            return
+        after = await self.env.browser_bytes(key) if done else before
+        self._record_tabs(
+            action, key, tabs=tabs, answers=answers, before=before, after=after, started=started
+        )
+
+    async def _measure_after(
+        self,
+        key: str,
+        tabs: list[CleanableTab],
+        answers: list[CleanupDone],
+        before: tuple[int, str],
+        started: float,
+    ) -> None:
+        expected = sum(max(0, (a.heap_before or 0) - (a.heap_after or 0)) for a in answers if a.ok)
+        after = await self._settled(key, before, expected)
+        self._record_tabs(
+            answers[0].action,
+            key,
+            tabs=tabs,
+            answers=answers,
+            before=before,
+            after=after,
+            started=started,
+        )
+
+    async def settle(self) -> list[CleanupResult]:
+        """Wait for the measurements still running in the background; all the results."""
+        while self._measuring:
+            await asyncio.gather(*self._measuring, return_exceptions=True)
+        return self.results
+
+    def _record_tabs(
+        self,
+        action: CleanupAction,
+        key: str,
+        *,
+        tabs: list[CleanableTab],
+        answers: list[CleanupDone],
+        before: tuple[int, str] | None,
+        after: tuple[int, str] | None,
+        started: float,
+    ) -> None:
         parts = []
         for tab, answer in zip(tabs, answers, strict=True):
             if answer.ok and answer.heap_before is not None and answer.heap_after is not None:
@@ -300,26 +347,26 @@ class CleanupRound:
                 )
             elif not answer.ok:
                 parts.append(f"{tab.worker_id} refused: {answer.detail or 'no reason'}")
+        heap_before = sum(a.heap_before or 0 for a in answers)
+        heap_after = sum((a.heap_after if a.ok else a.heap_before) or 0 for a in answers)
         if before is not None and after is not None and before[1] != "heap":
             before_bytes, measure = before
             after_bytes = after[0]
         else:  # the browser cannot be seen: the tabs' own figures are what there is
-            measure = "heap"
-            before_bytes = sum(a.heap_before or 0 for a in answers)
-            after_bytes = sum((a.heap_after if a.ok else a.heap_before) or 0 for a in answers)
+            measure, before_bytes, after_bytes = "heap", heap_before, heap_after
         self._record(
             CleanupResult(
                 strategy=action.value,
                 target=key,
-                ok=bool(done),
+                ok=any(a.ok for a in answers),
                 freed_bytes=max(0, before_bytes - after_bytes),
                 before_bytes=before_bytes,
                 after_bytes=after_bytes,
                 measure=measure,
                 seconds=time.monotonic() - started,
                 detail="; ".join(parts),
-                heap_before=sum(a.heap_before or 0 for a in answers),
-                heap_after=sum((a.heap_after if a.ok else a.heap_before) or 0 for a in answers),
+                heap_before=heap_before,
+                heap_after=heap_after,
             )
         )
 

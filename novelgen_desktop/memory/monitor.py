@@ -444,26 +444,29 @@ class MemoryMonitor:
                 self._start_round(request, stop_below=stop_below)
 
     async def _cleanup(
-        self, request: CleanupRequest, *, stop_below: float | None
+        self, request: CleanupRequest, *, stop_below: float | None, settle: bool = False
     ) -> list[CleanupResult]:
+        """One round. Its browser measurements may still run when it returns (they log
+        their results when done); ``settle``: wait for them too."""
         cleanup = CleanupRound(self, self.settings.cleanup, on_result=self._record)
         try:
-            return await cleanup.run(
-                request, stop_below=stop_below, strategies=self.settings.strategies
-            )
+            await cleanup.run(request, stop_below=stop_below, strategies=self.settings.strategies)
+            if settle:
+                await cleanup.settle()
         except Exception:
             log.exception("memory cleanup failed")
-            return cleanup.results
+        return cleanup.results
 
     async def free_memory_now(self, reason: str = "asked by the author") -> list[CleanupResult]:
-        """Every strategy, now, whatever the state ("Free memory" in the window)."""
+        """Every strategy, now, whatever the state ("Free memory" in the window); returns
+        once every result is measured."""
         if self._round is not None and not self._round.done():
             with contextlib.suppress(Exception):
                 await self._round
         reading = self.last_reading or self._compose(self.system(), time.monotonic())
         request = self.governor.force_cleanup(reading, reason)
         self._round = asyncio.get_running_loop().create_task(
-            self._cleanup(request, stop_below=None), name="memory-cleanup"
+            self._cleanup(request, stop_below=None, settle=True), name="memory-cleanup"
         )
         return await self._round
 

@@ -243,3 +243,36 @@ def test_a_client_subscribing_during_pressure_is_told_at_once(tmp_path: Path) ->
                 assert state.state is MemoryLevel.CRITICAL
 
     asyncio.run(scenario())
+
+
+def test_a_called_back_attempt_that_delivers_anyway_is_kept_once(tmp_path: Path) -> None:
+    """The cancel crossed the worker's send: its image arrives after all. It is kept (it was
+    paid for) and the task is done once; nothing is assigned again."""
+    data_dir = tmp_path / "data"
+    level = {"percent": 50.0}
+
+    async def scenario() -> None:
+        system = SyntheticSystem(8 * GiB, 0, offset_percent=lambda: level["percent"])
+        async with rig(data_dir, system) as r, JobClient.connect(r.url) as client:
+            async with worker_connection(r.url, "racing-tab") as ws:
+                r.monitor.start()
+                await client.subscribe()
+                submitted = await client.submit("One", ["a lighthouse"])
+                assign = await recv_message(ws)
+                assert isinstance(assign, m.Assign)
+                typing = m.Progress(
+                    task_id=assign.task_id, attempt=assign.attempt, stage=m.Stage.TYPING
+                )
+                await ws.send(m.encode(typing))
+                await asyncio.sleep(0.1)
+                level["percent"] = 95.0
+                cancel = await asyncio.wait_for(recv_message(ws), 5)
+                assert isinstance(cancel, m.Cancel)
+                await send_result(ws, assign, png_for(assign))
+                ack = await asyncio.wait_for(recv_message(ws), 5)
+                assert isinstance(ack, m.Ack) and ack.outcome == "accepted", ack
+                await client.progress_until(submitted.job_id, {"finished"}, timeout=10)
+            assert attempts_by_outcome(data_dir, submitted.job_id) == {"done": 1}
+            assert_job_complete_and_consistent(data_dir, submitted.job_id, 1)
+
+    asyncio.run(scenario())
