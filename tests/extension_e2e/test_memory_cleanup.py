@@ -353,5 +353,6 @@ def test_the_governors_reload_strategy_frees_a_fifth_of_a_bloated_browser(tmp_pa
     assert reload.ok and reload.measure == "pss", reload
     assert reload.before_bytes is not None and reload.after_bytes is not None
     assert reload.freed_bytes >= 0.2 * reload.before_bytes, reload.describe()
-    assert [r.strategy for r in results][:1] == ["reload_tab"]
-    assert {"checkpoint_wal", "collect_garbage"} <= {r.strategy for r in results}
+    # The other strategies ran too (the reload's result comes last: its measurement waits
+    # for the browser to hand the memory back).
+    assert {"drop_images", "checkpoint_wal", "collect_garbage"} <= {r.strategy for r in results}
