@@ -437,19 +437,10 @@ class CleanupRound:
             return before, after, folders
 
         before, after, folders = await asyncio.to_thread(prune)
-        self._record(
-            CleanupResult(
-                strategy="prune_snapshots",
-                target="snapshots",
-                ok=True,
-                freed_bytes=max(0, before - after),
-                before_bytes=before,
-                after_bytes=after,
-                measure="disk",
-                seconds=time.monotonic() - started,
-                detail=f"{folders} job(s) not running, newest {keep} kept",
-            )
-        )
+        self._measured(
+            "prune_snapshots", "snapshots", (before, after, "disk"), started,
+            detail=f"{folders} job(s) not running, newest {keep} kept",
+        )  # fmt: skip
 
     async def _checkpoint_wal(self, request: CleanupRequest) -> None:
         started = time.monotonic()
@@ -475,36 +466,44 @@ class CleanupRound:
         if not database.exists():
             return
         before, after, detail = await asyncio.to_thread(checkpoint)
-        self._record(
-            CleanupResult(
-                strategy="checkpoint_wal",
-                target="database",
-                ok=not detail.startswith("checkpoint failed"),
-                freed_bytes=max(0, before - after),
-                before_bytes=before,
-                after_bytes=after,
-                measure="disk",
-                seconds=time.monotonic() - started,
-                detail=detail,
-            )
-        )
+        self._measured(
+            "checkpoint_wal", "database", (before, after, "disk"), started,
+            detail=detail, ok=not detail.startswith("checkpoint failed"),
+        )  # fmt: skip
 
     async def _collect_garbage(self, request: CleanupRequest) -> None:
         started = time.monotonic()
         before, measure = self.env.own_bytes()
         unreachable = gc.collect()
         after, _ = self.env.own_bytes()
+        self._measured(
+            "collect_garbage", "desktop", (before, after, measure), started,
+            detail=f"{unreachable} unreachable object(s)",
+        )  # fmt: skip
+
+    def _measured(
+        self,
+        strategy: str,
+        target: str,
+        figures: tuple[int, int, str],
+        started: float,
+        *,
+        detail: str = "",
+        ok: bool = True,
+    ) -> None:
+        """Record a strategy measured as (before, after, measure)."""
+        before, after, measure = figures
         self._record(
             CleanupResult(
-                strategy="collect_garbage",
-                target="desktop",
-                ok=True,
+                strategy=strategy,
+                target=target,
+                ok=ok,
                 freed_bytes=max(0, before - after),
                 before_bytes=before,
                 after_bytes=after,
                 measure=measure,
                 seconds=time.monotonic() - started,
-                detail=f"{unreachable} unreachable object(s)",
+                detail=detail,
             )
         )
 
