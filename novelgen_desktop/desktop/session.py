@@ -53,6 +53,7 @@ class WorkerState:
     LOGIN = "login required"
     UNHEALTHY = "unhealthy"
     PAUSED = "paused"
+    MEMORY = "held for memory"  # the memory governor gives it no new work for now
     DISCONNECTED = "disconnected"
 
 
@@ -331,6 +332,7 @@ class DesktopSession:
         cooldowns = runner.scheduler.cooldowns if runner is not None else {}
         leases = runner.scheduler.leases if runner is not None else {}
         held = self.service.held_workers
+        memory_reason, memory_held = self.service.memory_hold
         current: dict[str, int] = {lease.worker_id: tid for tid, lease in leases.items()}
         rows = []
         for worker in self._remote_workers():
@@ -352,7 +354,10 @@ class DesktopSession:
             elif cooling is not None:
                 state = WorkerState.COOLING
             elif worker.worker_id in current or worker.busy:
-                state = WorkerState.BUSY
+                state = WorkerState.BUSY  # an attempt in hand finishes whatever holds it
+            elif memory_reason is not None or worker.worker_id in memory_held:
+                state = WorkerState.MEMORY
+                detail = memory_reason or "its browser uses too much memory, or it is being cleaned"
             else:
                 state = WorkerState.IDLE
             rows.append(

@@ -47,6 +47,7 @@ STATE_COLOURS: dict[str, str] = {
     WorkerState.LOGIN: "#ffd27a",
     WorkerState.UNHEALTHY: "#f6c1bd",
     WorkerState.PAUSED: "#e6dcf2",
+    WorkerState.MEMORY: "#f9e0c7",
     WorkerState.DISCONNECTED: "#dddddd",
 }
 _NEEDS_AUTHOR = frozenset({WorkerState.LOGIN, WorkerState.UNHEALTHY})
@@ -86,7 +87,7 @@ def state_text(row: WorkerRow) -> str:
     """The state column: the state, and the one fact that says what to do about it."""
     if row.state == WorkerState.COOLING and row.cooling_until is not None:
         return f"cooling down until {clock_time(row.cooling_until)}"
-    if row.state in (WorkerState.UNHEALTHY, WorkerState.LOGIN) and row.detail:
+    if row.state in (WorkerState.UNHEALTHY, WorkerState.LOGIN, WorkerState.MEMORY) and row.detail:
         return f"{row.state}: {row.detail}"
     return row.state
 

@@ -106,3 +106,23 @@ def test_free_memory_now_runs_the_strategies_and_logs_them(
     done = {e.data["strategy"] for e in events if e.kind == "memory_cleanup" and e.data}
     assert {"checkpoint_wal", "collect_garbage", "prune_snapshots"} <= done
     window.close()
+
+
+def test_workers_table_says_a_tab_is_held_for_memory(
+    quiet_monitor: DesktopSession, wait_until: Callable[..., None]
+) -> None:
+    from novelgen_desktop.desktop.session import WorkerState
+    from novelgen_desktop.gui.workers_view import state_text
+
+    session = quiet_monitor
+    session.start_simulated_workers(2)
+    wait_until(lambda: sum(r.connected for r in session.worker_rows()) == 2, timeout=20)
+    feed(session, 85)
+    rows = session.worker_rows()
+    assert {r.state for r in rows} == {WorkerState.MEMORY}
+    assert state_text(rows[0]) == "held for memory: system memory 85.0 % ≥ 80 %"
+    feed(session, 40)
+    monitor = session.monitor
+    assert monitor is not None
+    monitor.observe(MemoryReading(ts=time.time() + 10, system_percent=40))
+    assert {r.state for r in session.worker_rows()} == {WorkerState.IDLE}
