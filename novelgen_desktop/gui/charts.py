@@ -115,7 +115,7 @@ class ChartsView(QtWidgets.QWidget):
         self.bytes_view.setXLink(memory)
         memory.vb.sigResized.connect(self._sync_views)
         self.browser_curve = self._curve(self.bytes_view, BROWSER_COLOUR, "browser PSS")
-        self.desktop_curve = self._curve(self.bytes_view, DESKTOP_COLOUR, "NovelGen RSS")
+        self.desktop_curve = self._curve(self.bytes_view, DESKTOP_COLOUR, "NovelGen")
         self.tab_curves: dict[str, Any] = {}
         pause, resume = (
             self.session.settings.memory_pause_percent,

@@ -296,3 +296,31 @@ def test_psutil_probe_sums_pss_over_a_browser_process_tree(
     assert after.browser_processes == 2
     assert probe.browser_pids == expected - {victim.pid}
     assert probe.read().browser_processes == 2
+
+
+def test_the_window_charts_what_the_memory_monitor_measured() -> None:
+    """MonitorProbe: browsers' PSS and the desktop's memory from the monitor's last reading
+    (tabs only known by their heaps are not a browser figure), the system read fresh."""
+    from types import SimpleNamespace
+
+    from novelgen_desktop.desktop.metrics import MonitorProbe
+    from novelgen_desktop.memory.readings import BrowserMemory, MemoryReading
+
+    reading = MemoryReading(
+        ts=1.0,
+        system_percent=12.0,
+        desktop_bytes=77,
+        browsers=(
+            BrowserMemory("pid:1", 600, measure="pss", processes=9),
+            BrowserMemory("pid:2", 400, measure="pss", processes=5),
+            BrowserMemory("tabs:simulated", 999, measure="heap"),
+        ),
+    )
+    monitor = SimpleNamespace(last_reading=reading)
+    sample = MonitorProbe(monitor, clock=lambda: 5.0).read()  # type: ignore[arg-type]
+    assert (sample.browser_pss_bytes, sample.browser_processes) == (1000, 14)
+    assert sample.browser_measure == "pss" and sample.desktop_rss_bytes == 77
+    assert 0 < sample.system_percent < 100 and sample.ts == 5.0
+    empty = MonitorProbe(SimpleNamespace(last_reading=None)).read()  # type: ignore[arg-type]
+    assert empty.browser_pss_bytes == 0 and empty.browser_measure == "none"
+    assert empty.desktop_rss_bytes > 0
