@@ -361,14 +361,18 @@ def is_loopback(host: str) -> bool:
 
 
 def _request_id(text: str | None) -> str | None:
-    """The ``request_id`` of a refused frame, when it can be read at all."""
+    """The ``request_id`` of a refused frame (of a refused ``cleanup_done``: the ``re`` it
+    answers, so that the worker does not take the error for one about a result), when it
+    can be read at all."""
     if text is None or len(text) > 2**20:
         return None
     try:
         obj = json.loads(text)
     except (ValueError, RecursionError):
         return None
-    value = obj.get("request_id") if isinstance(obj, dict) else None
+    if not isinstance(obj, dict):
+        return None
+    value = obj.get("re") if obj.get("type") == "cleanup_done" else obj.get("request_id")
     return value if isinstance(value, str) and _ID_PATTERN.fullmatch(value) else None
 
 
