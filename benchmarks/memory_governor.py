@@ -2,14 +2,17 @@
 
 ``python -m benchmarks.memory_governor latency`` — a real job service, hub and four simulated
 tabs run a job; a scripted synthetic reading jumps over 80 % and back under 60 % ``--flips``
-times. Measured per crossing: (a) reading → dispatch held (the governor and the hold applied,
+times (every other time climbing through 75 % first, where the monitor samples faster).
+Measured per crossing: (a) reading → dispatch held (the governor and the hold applied,
 ``monitor.detection_latencies``), (b) the moment the scripted memory crossed → dispatch held
-(includes waiting for the next 100 ms sample), and whether any attempt started after the hold.
+(includes waiting for the next sample: 100 ms far from the line, 25 ms within ten points of
+it), and whether any attempt started after the hold.
 
 ``python -m benchmarks.memory_governor overhead`` — the desktop process's CPU time over
 ``--seconds`` with the monitor at its default intervals (system memory every 0.1 s; PSS of a
-real headless Chromium tree with ``--tabs`` pages and this process's USS every 2 s) against
-the same process without it. Overhead = extra CPU seconds / wall seconds (one core = 100 %).
+real headless Chromium tree with ``--tabs`` tabs and this process's USS every 30 s when calm,
+every 3 s when tight) against the same process without it. Overhead = extra CPU seconds /
+wall seconds (one core = 100 %).
 Results go to stdout as JSON (paste the figures into docs/benchmarks.md).
 """
 
@@ -19,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -84,7 +88,8 @@ async def _latency(flips: int, interval: float) -> dict[str, Any]:
     workers = asyncio.create_task(
         run_sim_workers(f"ws://127.0.0.1:{port}/", TOKEN, 4, behaviour, stop=stop)
     )
-    crossing: list[float] = []
+    crossing: list[float] = []  # memory jumps from 50 % straight over the line
+    rise: list[float] = []  # memory climbs through 75 % first
     leaked = 0
     try:
         await hub.wait_for_workers(4, 10)
@@ -93,14 +98,20 @@ async def _latency(flips: int, interval: float) -> dict[str, Any]:
             await asyncio.sleep(0.05)
         monitor.start()
         await asyncio.sleep(1.0)
-        for _ in range(flips):
+        jitter = random.Random(7)
+        for flip in range(flips):
+            rising = flip % 2 == 1
             await asyncio.sleep(0.3)  # dispatch running
+            if rising:  # memory climbs through the last ten points before the line
+                level["percent"] = 75.0
+                await asyncio.sleep(0.3)
+            await asyncio.sleep(jitter.uniform(0.0, 0.1))  # any phase of the sampling
             crossed = time.monotonic()
             level["percent"] = 85.0
             while service.memory_hold[0] is None:
                 await asyncio.sleep(0.0005)
             held_at = time.time()
-            crossing.append(time.monotonic() - crossed)
+            (rise if rising else crossing).append(time.monotonic() - crossed)
             await asyncio.sleep(0.3)
             runner = service.runner
             if runner is not None:
@@ -130,7 +141,8 @@ async def _latency(flips: int, interval: float) -> dict[str, Any]:
         "interval_s": interval,
         "reading_to_hold": _percentiles(list(monitor.detection_latencies)),
         "reading_to_hold_pressure_only": _percentiles(into_pressure),
-        "crossing_to_hold": _percentiles(crossing),
+        "crossing_to_hold_jump_from_50": _percentiles(crossing),
+        "crossing_to_hold_rise_through_75": _percentiles(rise),
         "attempts_started_after_hold": leaked,
         "images_done_meanwhile": done,
     }

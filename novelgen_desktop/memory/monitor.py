@@ -75,6 +75,11 @@ _LEVELS = {
 @dataclass(frozen=True, slots=True)
 class MonitorSettings:
     interval: float = 0.1  # a reading is acted on in < 1 ms; 10 Hz costs ~0.7 % CPU
+    # Within ``near_margin`` points of a line memory must not cross unseen (pause, critical),
+    # sample every ``near_interval``: a crossing is then seen within 25 ms, and the faster
+    # sampling costs only while memory is that close.
+    near_interval: float = 0.025
+    near_margin: float = 10.0
     # A browser tree's PSS costs ~40 ms of CPU to read (smaps_rollup of every process): every
     # 30 s while memory is calm, every 3 s once it is over the resume line or held.
     browser_interval: float = 30.0
@@ -89,6 +94,11 @@ class MonitorSettings:
         if not 0.01 <= self.interval <= 60:
             raise ValueError(
                 f"memory setting interval: {self.interval:g} s is not within 0.01–60 s"
+            )
+        if not 0.005 <= self.near_interval <= self.interval or not 0 <= self.near_margin <= 100:
+            raise ValueError(
+                f"memory settings: need 0.005 s ≤ near_interval ({self.near_interval:g} s) ≤ "
+                f"interval ({self.interval:g} s) and 0 ≤ near_margin ≤ 100"
             )
         if not self.interval <= self.browser_interval_tight <= self.browser_interval <= 600:
             raise ValueError(
@@ -173,6 +183,7 @@ class MemoryMonitor:
         self._measured = _Measured()
         self._observed_measure: _Measured | None = None  # browser figures last decided on
         self._observed_at = -math.inf
+        self._last_percent = 0.0
         self._measuring: asyncio.Task[None] | None = None
         self._next_measure = 0.0
         self._cleaning: set[str] = set()
@@ -224,7 +235,15 @@ class MemoryMonitor:
                 self.sample()
             except Exception:  # a bad reading must not end the watch
                 log.exception("memory sample failed")
-            await asyncio.sleep(self.settings.interval)
+            await asyncio.sleep(self._next_interval())
+
+    def _next_interval(self) -> float:
+        """Fast sampling only near a line memory must not cross unseen (see MonitorSettings)."""
+        settings = self.settings
+        near = settings.governor.pause_percent - settings.near_margin
+        if self._last_percent >= near:
+            return settings.near_interval
+        return settings.interval
 
     # -- one reading --------------------------------------------------------------------------
 
@@ -237,6 +256,7 @@ class MemoryMonitor:
             self._measuring = asyncio.get_running_loop().create_task(self._measure())
         taken_at = time.monotonic()
         system = self.system()
+        self._last_percent = system.percent
         if self._quiet(system.percent, taken_at):
             return self.governor.last_decision
         self._observed_at = taken_at

@@ -276,3 +276,22 @@ def test_a_called_back_attempt_that_delivers_anyway_is_kept_once(tmp_path: Path)
             assert_job_complete_and_consistent(data_dir, submitted.job_id, 1)
 
     asyncio.run(scenario())
+
+
+def test_sampling_speeds_up_near_the_pause_line() -> None:
+    settings = MonitorSettings(interval=0.1, near_interval=0.025, near_margin=10.0)
+    monitor = MemoryMonitor(None, list, settings)  # type: ignore[arg-type]
+    for percent, expected in [(50.0, 0.1), (69.9, 0.1), (70.0, 0.025), (95.0, 0.025)]:
+        monitor._last_percent = percent
+        assert monitor._next_interval() == expected, percent
+
+
+def test_monitor_settings_name_what_does_not_fit() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match=r"near_interval \(0.5 s\) ≤ interval \(0.1 s\)"):
+        MonitorSettings(near_interval=0.5)
+    with pytest.raises(ValueError, match=r"browser_interval_tight \(60 s\) ≤ browser_interval"):
+        MonitorSettings(browser_interval_tight=60.0)
+    with pytest.raises(ValueError, match=r"memory setting interval: 0\.001 s"):
+        MonitorSettings(interval=0.001)
