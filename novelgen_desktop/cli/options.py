@@ -95,7 +95,6 @@ def memory_settings(
     try:
         return MonitorSettings(
             interval=interval,
-            near_interval=min(0.025, interval),
             browser_interval=max(30.0, interval),
             browser_interval_tight=max(3.0, interval),
             governor=GovernorSettings(

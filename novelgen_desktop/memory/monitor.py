@@ -95,10 +95,10 @@ class MonitorSettings:
             raise ValueError(
                 f"memory setting interval: {self.interval:g} s is not within 0.01–60 s"
             )
-        if not 0.005 <= self.near_interval <= self.interval or not 0 <= self.near_margin <= 100:
+        if not 0.005 <= self.near_interval <= 60 or not 0 <= self.near_margin <= 100:
             raise ValueError(
-                f"memory settings: need 0.005 s ≤ near_interval ({self.near_interval:g} s) ≤ "
-                f"interval ({self.interval:g} s) and 0 ≤ near_margin ≤ 100"
+                f"memory settings: need 0.005 s ≤ near_interval ({self.near_interval:g} s) "
+                f"≤ 60 s and 0 ≤ near_margin ({self.near_margin:g}) ≤ 100"
             )
         if not self.interval <= self.browser_interval_tight <= self.browser_interval <= 600:
             raise ValueError(
@@ -242,7 +242,7 @@ class MemoryMonitor:
         settings = self.settings
         near = settings.governor.pause_percent - settings.near_margin
         if self._last_percent >= near:
-            return settings.near_interval
+            return min(settings.near_interval, settings.interval)
         return settings.interval
 
     # -- one reading --------------------------------------------------------------------------

@@ -289,8 +289,8 @@ def test_sampling_speeds_up_near_the_pause_line() -> None:
 def test_monitor_settings_name_what_does_not_fit() -> None:
     import pytest
 
-    with pytest.raises(ValueError, match=r"near_interval \(0.5 s\) ≤ interval \(0.1 s\)"):
-        MonitorSettings(near_interval=0.5)
+    with pytest.raises(ValueError, match=r"0.005 s ≤ near_interval \(0.001 s\) ≤ 60 s"):
+        MonitorSettings(near_interval=0.001)
     with pytest.raises(ValueError, match=r"browser_interval_tight \(60 s\) ≤ browser_interval"):
         MonitorSettings(browser_interval_tight=60.0)
     with pytest.raises(ValueError, match=r"memory setting interval: 0\.001 s"):
