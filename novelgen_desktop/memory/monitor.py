@@ -328,26 +328,37 @@ class MemoryMonitor:
     async def _measure(self) -> None:
         """Trace connections to browsers and sum their trees' PSS, on a thread."""
         try:
-            ports = []
+            ports: list[tuple[str, int, str]] = []
             for worker in self.workers():
                 session = worker.session
                 address = session.ws.remote_address if session is not None else None
                 if isinstance(address, tuple) and len(address) >= 2:
-                    ports.append((worker.worker_id, int(address[1])))
+                    ports.append((worker.worker_id, int(address[1]), worker.kind))
             self._measured = await asyncio.to_thread(self._measure_in_thread, ports)
         except Exception:
             log.exception("browser memory read failed")
         finally:
             self._measuring = None
 
-    def _measure_in_thread(self, ports: list[tuple[str, int]]) -> _Measured:
+    def _measure_in_thread(self, ports: list[tuple[str, int, str]]) -> _Measured:
         browser_of: dict[str, str] = {}
         roots: dict[int, list[str]] = {}
-        for worker_id, port in ports:
+        untraced: list[str] = []
+        for worker_id, port, kind in ports:
             root = self.locator.root_for_peer(port, self.server_port)
             if root is not None:
                 roots.setdefault(root, []).append(worker_id)
                 browser_of[worker_id] = f"pid:{root}"
+            elif kind == "extension":
+                untraced.append(worker_id)
+        if untraced:
+            # The connection could not be traced (another user's sockets; macOS without
+            # root): by name, but only when exactly one Chrome/Chromium runs — two would be
+            # a guess.
+            by_name = self.locator.roots_by_profile()
+            if len(by_name) == 1:
+                roots.setdefault(by_name[0], []).extend(untraced)
+                browser_of.update(dict.fromkeys(untraced, f"pid:{by_name[0]}"))
         browsers: dict[str, BrowserMemory] = {}
         for root, worker_ids in roots.items():
             tree = tree_memory(root)

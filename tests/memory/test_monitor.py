@@ -295,3 +295,32 @@ def test_monitor_settings_name_what_does_not_fit() -> None:
         MonitorSettings(browser_interval_tight=60.0)
     with pytest.raises(ValueError, match=r"memory setting interval: 0\.001 s"):
         MonitorSettings(interval=0.001)
+
+
+def test_an_untraceable_extension_falls_back_to_the_one_browser_found_by_name() -> None:
+    """Sockets that cannot be read (another user's, macOS without root): extension tabs are
+    charged to the browser found by process name, but only when there is exactly one."""
+    import os
+
+    from novelgen_desktop.memory.probe import BrowserLocator
+
+    class Blind(BrowserLocator):
+        def __init__(self, by_name: list[int]) -> None:
+            super().__init__()
+            self.by_name = by_name
+
+        def root_for_peer(self, peer_port: int, server_port: int | None = None) -> int | None:
+            return None
+
+        def roots_by_profile(self, *args: object, **kwargs: object) -> list[int]:  # type: ignore[override]
+            return self.by_name
+
+    me = os.getpid()
+    ports = [("tab-1", 40001, "extension"), ("tab-2", 40002, "extension"), ("sim-1", 40003, "sim")]
+    one = MemoryMonitor(None, list, locator=Blind([me]))  # type: ignore[arg-type]
+    measured = one._measure_in_thread(ports)
+    assert measured.browser_of == {"tab-1": f"pid:{me}", "tab-2": f"pid:{me}"}
+    assert measured.browsers[f"pid:{me}"].worker_ids == ("tab-1", "tab-2")
+    assert measured.browsers[f"pid:{me}"].bytes > 0
+    two = MemoryMonitor(None, list, locator=Blind([me, 1]))  # type: ignore[arg-type]
+    assert two._measure_in_thread(ports).browser_of == {}  # two browsers: no guess
