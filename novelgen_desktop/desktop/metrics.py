@@ -99,13 +99,6 @@ class MonitorProbe:
         system = read_system()
         reading = self.monitor.last_reading  # one reference, replaced whole: thread-safe
         browsers = [b for b in reading.browsers if b.measure != "heap"] if reading else []
-        measures = {b.measure for b in browsers}
-        if not browsers:
-            measure = MEASURE_NONE
-        elif len(measures) == 1:
-            measure = measures.pop()
-        else:
-            measure = MEASURE_MIXED
         desktop = reading.desktop_bytes if reading is not None else None
         return MemorySample(
             ts=self.clock(),
@@ -115,7 +108,7 @@ class MonitorProbe:
             desktop_rss_bytes=desktop if desktop is not None else own_memory(),
             browser_pss_bytes=sum(b.bytes for b in browsers),
             browser_processes=sum(b.processes for b in browsers),
-            browser_measure=measure,
+            browser_measure=measure_of(browsers),
         )
 
 

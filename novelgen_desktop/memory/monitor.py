@@ -364,10 +364,9 @@ class MemoryMonitor:
             tree = tree_memory(root)
             if tree is None:
                 continue
-            bytes_ = tree.pss_bytes if tree.measure != "rss" else tree.rss_bytes
             browsers[f"pid:{root}"] = BrowserMemory(
                 f"pid:{root}",
-                bytes_,
+                tree.pss_bytes,  # a process that denies PSS is counted by its RSS already
                 measure=tree.measure,
                 processes=tree.processes,
                 worker_ids=tuple(worker_ids),
@@ -533,12 +532,9 @@ class MemoryMonitor:
             tree = await asyncio.to_thread(tree_memory, int(key[4:]))
             if tree is None:
                 return None
-            return (tree.pss_bytes if tree.measure != "rss" else tree.rss_bytes), tree.measure
+            return tree.pss_bytes, tree.measure
         tabs = [w for w in self.workers() if self.browser_of(w.worker_id) == key]
-        if not tabs:
-            return None
-        heap = sum((w.last_status.memory_bytes or 0) if w.last_status else 0 for w in tabs)
-        return heap, "heap"
+        return (reported_heaps(tabs), "heap") if tabs else None
 
     def hold(self, worker_ids: Iterable[str], held: bool) -> None:
         if held:

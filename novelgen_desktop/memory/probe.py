@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import psutil
 
@@ -135,16 +136,20 @@ def read_process(process: psutil.Process) -> ProcessMemory | None:
     return reading if reading.rss_bytes > 0 else None
 
 
-def measure_of(readings: Iterable[ProcessMemory]) -> str:
-    """How a sum over ``readings`` was measured: all PSS, all RSS, mixed, or none at all."""
+class Measured(Protocol):
+    """Anything counted one way or another: a process, a tree, a browser's reading."""
+
+    @property
+    def measure(self) -> str: ...
+
+
+def measure_of(readings: Iterable[Measured]) -> str:
+    """How a sum over ``readings`` was measured: all the same way (PSS, RSS), mixed, or none
+    at all."""
     measures = {reading.measure for reading in readings}
     if not measures:
         return MEASURE_NONE
-    if measures == {MEASURE_PSS}:
-        return MEASURE_PSS
-    if measures == {MEASURE_RSS}:
-        return MEASURE_RSS
-    return MEASURE_MIXED
+    return measures.pop() if len(measures) == 1 else MEASURE_MIXED
 
 
 @dataclass(frozen=True, slots=True)
