@@ -204,7 +204,8 @@ class RemoteWorker:
             self._cleanups.pop(request_id, None)
 
     def cleanup_done(self, answer: CleanupDone) -> None:
-        """The worker answered a ``cleanup``; refused (``unknown_task``) if nothing asked."""
+        """The worker answered a ``cleanup``; refused (``bad_field``, field ``re``) if no
+        cleanup of that action is waiting for this answer."""
         action, future = self._cleanups.get(answer.re, (None, None))
         if future is None or action is not answer.action:
             raise ProtocolError(

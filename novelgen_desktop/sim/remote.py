@@ -505,24 +505,21 @@ class RemoteSimWorker:
             (TabHealth.UNRESPONSIVE, PRESSURE_BYTES, self.faults.pressure_seconds),
             (TabHealth.OK, HEALTHY_BYTES, 0.0),
         ):
-            conn = self._conn
-            if conn is not None:
-                status = Status(
-                    ts=time.time(),
-                    tab_health=health,
-                    busy=bool(self._running),
-                    memory_bytes=size,
-                    detail="simulated memory pressure"
-                    if health is TabHealth.UNRESPONSIVE
-                    else None,
-                )
-                with contextlib.suppress(ConnectionClosed):
-                    await conn.send(status)
+            unresponsive = health is TabHealth.UNRESPONSIVE
+            detail = "simulated memory pressure" if unresponsive else None
+            await self._report_status(health, memory_bytes=size, detail=detail)
             await asyncio.sleep(pause)
 
     # -- memory (the governor's cleanup requests) -------------------------------------------
 
-    async def _report_status(self, health: TabHealth = TabHealth.OK) -> None:
+    async def _report_status(
+        self,
+        health: TabHealth = TabHealth.OK,
+        *,
+        memory_bytes: int | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """A ``status`` with the simulated heap (or ``memory_bytes``) and the turns."""
         conn = self._conn
         if conn is None:
             return
@@ -530,8 +527,9 @@ class RemoteSimWorker:
             ts=time.time(),
             tab_health=health,
             busy=bool(self._running),
-            memory_bytes=self.heap_bytes,
+            memory_bytes=self.heap_bytes if memory_bytes is None else memory_bytes,
             conversation_turns=self.turns,
+            detail=detail,
         )
         with contextlib.suppress(ConnectionClosed):
             await conn.send(status)
