@@ -7,7 +7,9 @@
 // sent and the conversation is known (no second payment), rerun when the prompt never left,
 // and otherwise given back to the hub at once (bye tab_closed). The hub's memory governor may
 // ask an idle slot to give memory back (`cleanup`): reload its tab, open a new chat, or forget
-// image bytes the hub already has.
+// image bytes the hub already has. Reference images (`reference_image`) are checked and kept
+// in IndexedDB, shared by the slots (content-addressed), and attached by the page before it
+// types a prompt that lists them: once per conversation.
 (function (root, factory) {
   const api = factory();
   if (typeof module === "object" && module.exports) module.exports = api;
@@ -53,6 +55,8 @@
       this.pageId = null; // the content script's id of its page load (a reload makes a new one)
       this.cleaning = null; // a promise while a reload_tab/new_chat cleanup runs
       this.storingKeys = new Set(); // images being written, not yet in record.unacked
+      this.receivedRefs = new Set(); // sha256s of reference_image received on this connection
+      this.composerDirty = false; // an attempt failed after attaching: reload before the next
       this.readyCount = 0;
       this.readyWaiters = [];
       this.chain = Promise.resolve();
@@ -126,6 +130,7 @@
       if (this.conn) this.conn.close("restart", "reconnecting", { reconnect: false });
       this.sentKeys.clear();
       this.awaiting = [];
+      this.receivedRefs = new Set();
       this.conn = new HubConnection({
         url: this.orch.settings.hubUrl,
         WebSocketImpl: this.orch.WebSocketImpl,
@@ -149,6 +154,8 @@
           if (state !== "open") {
             this.sentKeys.clear();
             this.awaiting = [];
+            // The hub sends a reference again on the next connection before an assign needs it.
+            this.receivedRefs = new Set();
           }
           if (code === 4001) this.connDetail = "the hub refused the pairing token: pair again from the desktop app";
           this.orch.publish();
@@ -335,6 +342,10 @@
       switch (msg.type) {
         case "assign":
           return this.onAssign(msg);
+        case "reference_image":
+          // Claimed before the first await: the assign that follows at once waits for it.
+          this.receivedRefs.add(msg.sha256);
+          return this.orch.receiveReference(msg, (text) => this.log(text));
         case "ack":
           return this.onAck(msg);
         case "cancel":
@@ -393,28 +404,49 @@
       try {
         let task = this.record.task;
         if (!task || task.captured || task.cancelled) return;
+        const resuming = !!(resume && task.conversation_url);
         await this.acquireTab();
         // Never navigate away from a page that is already working on this very attempt: its
         // prompt may be sent, and a new chat would pay for it twice.
         const pong = await this.ping().catch(() => null);
         const pageTask = pong && pong.task;
         if (pageTask && pageTask.task_id === task.task_id && pageTask.attempt === task.attempt) return;
+        if (!resuming && task.references && task.references.length) {
+          // Every reference must be here and checked before the page is given the task: without them
+          // the prompt must not be sent (it would be paid for and drawn without the style).
+          const missing = await this.orch.missingReferences(task.references);
+          if (missing.length) {
+            const names = missing.map((ref) => `"${ref.name}" (sha256 ${ref.sha256.slice(0, 12)}…)`).join(", ");
+            const what = `missing reference image${missing.length === 1 ? "" : "s"} ${names}`;
+            this.log(`${task.task_id}/${task.attempt}: ${what}`);
+            await this.onPageDone({ type: "ng.done", task_id: task.task_id, attempt: task.attempt, outcome: "error", kind: "page_error", message: `${what}: never received from the hub, or failed the size/sha256 check; the prompt was not sent` });
+            return;
+          }
+        }
         let target = null;
         let newChat = true;
-        if (resume && task.conversation_url) {
+        let plan = null;
+        if (resuming) {
           target = task.conversation_url;
           newChat = false;
         } else {
-          const plan = inflight.chatPlan(this.orch.chatMode(), this.record, task);
+          plan = inflight.chatPlan(this.orch.chatMode(), this.record, task);
           newChat = plan.newChat;
           target = plan.newChat ? CHATGPT_URL : plan.url;
         }
-        if (target && !(this.url && sameUrl(this.url, target) && !newChat)) {
-          await this.update((r) =>
-            r.task ? { ...r, task: inflight.advance(r.task, "navigating"), turns: inflight.turnsAfterNavigation(r.turns, { newChat, url: target }) } : null
-          );
+        const chatKey = plan ? (plan.key ?? null) : (task.chat_key ?? null);
+        // Attachments of an attempt that failed before sending may still sit in the composer:
+        // load the conversation again rather than attach on top of them.
+        const reload = this.composerDirty && !resuming;
+        if (target && (reload || !(this.url && sameUrl(this.url, target) && !newChat))) {
+          await this.update((r) => {
+            if (!r.task) return null;
+            const next = { ...r, task: inflight.advance(r.task, "navigating"), turns: inflight.turnsAfterNavigation(r.turns, { newChat, url: target }) };
+            return newChat && chatKey ? inflight.conversationStarted(next, chatKey) : next;
+          });
           const seen = this.readyCount;
           await chrome.tabs.update(this.tabId, { url: target });
+          this.composerDirty = false;
           await this.waitReady(seen);
         }
         task = this.record.task;
@@ -423,7 +455,11 @@
           await this.onPageDone({ type: "ng.done", task_id: task.task_id, attempt: task.attempt, outcome: "error", kind: "login_required", message: this.healthDetail || "ChatGPT shows the login page" });
           return;
         }
-        await this.update((r) => (r.task ? { ...r, task: inflight.advance({ ...r.task, new_chat: newChat }, "running") } : null));
+        // Attached once per chat: all of them in a new chat, the new ones in a continued one.
+        const attach = plan ? inflight.referencesToAttach(plan, this.record, task.references) : [];
+        await this.update((r) =>
+          r.task ? { ...r, task: inflight.advance({ ...r.task, new_chat: newChat, chat_key: chatKey, attach: attach.map((ref) => ref.sha256) }, "running") } : null
+        );
         const deadlineMs = Math.min(Date.now() + DEFAULT_TASK_MS, task.deadline ? task.deadline * 1000 + 60000 : Infinity);
         const run = {
           type: "ng.run",
@@ -433,7 +469,8 @@
             prompt: task.prompt,
             new_chat: newChat,
             deadline_ms: Math.max(deadlineMs, Date.now() + 60000),
-            resume: resume && task.conversation_url ? { conversation_url: task.conversation_url, before_image_ids: task.before_image_ids || [] } : undefined,
+            references: attach.length ? attach : undefined,
+            resume: resuming ? { conversation_url: task.conversation_url, before_image_ids: task.before_image_ids || [] } : undefined,
           },
         };
         for (let i = 0; i < RUN_ACCEPT_RETRIES; i++) {
@@ -479,6 +516,7 @@
       const entry = this.record.unacked.find((u) => u.key === key);
       await this.update((r) => inflight.acknowledge(r, msg.task_id, msg.attempt));
       if (entry && entry.kind === "image") await this.orch.store.deleteImage(key).catch(() => {});
+      if (!this.record.task) this.orch.pruneReferences().catch((err) => this.log(`pruning reference images: ${err.message}`));
       this.sendStatus();
       this.orch.publish();
     }
@@ -591,7 +629,7 @@
         if (action === "new_chat") {
           // A fresh conversation: the turn count starts again, and a per_sequence sequence
           // continues in the new chat (the governor asked for the memory, not the context).
-          await this.update((r) => ({ ...r, turns: inflight.freshTurns(), sequence: null }));
+          await this.update((r) => ({ ...r, turns: inflight.freshTurns(), sequence: null, conversations: {} }));
           await chrome.tabs.update(this.tabId, { url: CHATGPT_URL });
         } else {
           await chrome.tabs.reload(this.tabId);
@@ -657,21 +695,26 @@
       if (Array.isArray(msg.before_image_ids)) fields.before_image_ids = msg.before_image_ids.slice(0, 500);
       await this.update((r) => {
         if (!r.task) return null;
-        const next = { ...r, task: inflight.advance(r.task, msg.stage, fields) };
+        let next = { ...r, task: inflight.advance(r.task, msg.stage, fields) };
+        const key = r.task.chat_key !== undefined ? r.task.chat_key : inflight.conversationKey(this.orch.chatMode(), r.task.metadata);
+        const firstSend = msg.stage === "submitted" && !inflight.promptSent(r.task);
         // One more prompt in this conversation (counted once: a repeated `submitted` finds the
         // task already past it).
-        if (msg.stage === "submitted" && !inflight.promptSent(r.task)) next.turns = inflight.turnsAfterSend(r.turns, fields.conversation_url);
+        if (firstSend) next.turns = inflight.turnsAfterSend(r.turns, fields.conversation_url);
         else if (fields.conversation_url) next.turns = inflight.turnsWithUrl(r.turns, fields.conversation_url);
-        if (fields.conversation_url && this.orch.chatMode() === "per_sequence") {
-          const key = inflight.sequenceKey(r.task.metadata);
-          if (key) next.sequence = { key, url: fields.conversation_url };
-        }
+        // The conversation kept for the key: its URL, and the references its prompt carried.
+        if (key && firstSend) next = inflight.referencesSent(next, key, r.task.attach || [], fields.conversation_url);
+        else if (key && fields.conversation_url) next = inflight.conversationUrlKnown(next, key, fields.conversation_url);
         return next;
       });
       if (msg.conversation_url) this.url = msg.conversation_url;
-      if (["typing", "submitted", "generating", "downloading"].includes(msg.stage)) {
+      // The hub's stages: attaching reference images is still before the prompt is sent, so
+      // it is reported as typing (nothing paid yet), with what is being done as the detail.
+      const wire = msg.stage === "attaching" ? "typing" : msg.stage;
+      if (["typing", "submitted", "generating", "downloading"].includes(wire)) {
+        const detail = msg.stage === "attaching" ? `attaching ${msg.count || "the"} reference image${msg.count === 1 ? "" : "s"}` : undefined;
         this.conn.send(
-          protocol.progress({ task_id: msg.task_id, attempt: msg.attempt, stage: msg.stage, percent: msg.percent, conversation_url: msg.conversation_url })
+          protocol.progress({ task_id: msg.task_id, attempt: msg.attempt, stage: wire, percent: msg.percent, conversation_url: msg.conversation_url, detail })
         );
       }
     }
@@ -683,6 +726,7 @@
       if (this.record.unacked.some((u) => u.key === key)) return { stored: true }; // a repeat
       const task = this.record.task;
       const isCurrent = task && task.task_id === msg.task_id && task.attempt === msg.attempt;
+      if (isCurrent && msg.outcome !== "image" && !inflight.promptSent(task) && (task.attach || []).length) this.composerDirty = true;
       if (msg.outcome === "image" && msg.image && msg.image.base64) {
         // Referenced from before the write until record.unacked names it: drop_images and the
         // quota pruning never take an image that is being stored.
@@ -943,6 +987,89 @@
       this.cooldownUntil = 0;
       this.publishTimer = null;
       this.stopped = false;
+      this.referenceWrites = new Map(); // sha256 → promise of a reference being checked/stored
+    }
+
+    // -- reference images ---------------------------------------------------------------------
+
+    /**
+     * A `reference_image` from the hub: decode, check size and sha256, store in IndexedDB.
+     * Resolves true when stored. A frame that does not match is logged and kept nowhere: the
+     * assign that lists it then fails with page_error (missingReferences).
+     */
+    receiveReference(msg, log = (text) => this.log(text)) {
+      const { protocol } = this.lib;
+      const sha = msg.sha256;
+      const before = this.referenceWrites.get(sha) || Promise.resolve(false);
+      const write = before
+        .then(async () => {
+          const check = await protocol.checkReference(msg);
+          if (!check.ok) {
+            log(`ignored a reference image: ${check.error}`);
+            return false;
+          }
+          const bytes = check.bytes;
+          await this.store.putReference({
+            sha256: sha,
+            name: msg.name,
+            mime: msg.mime,
+            size: bytes.length,
+            bytes: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength),
+          });
+          return true;
+        })
+        .catch((err) => {
+          log(`storing reference image ${sha}: ${err && err.message ? err.message : err}`);
+          return false;
+        });
+      this.referenceWrites.set(sha, write);
+      write.then(() => {
+        if (this.referenceWrites.get(sha) === write) this.referenceWrites.delete(sha);
+      });
+      return write;
+    }
+
+    /** The references (of an assign) that are not stored, once any write under way is done. */
+    async missingReferences(references) {
+      const refs = references || [];
+      await Promise.all(refs.map((ref) => this.referenceWrites.get(ref.sha256)));
+      const stored = new Set(await this.store.referenceKeys().catch(() => []));
+      return refs.filter((ref) => !stored.has(ref.sha256));
+    }
+
+    /** `ng.reference` from a page: the bytes to attach, as base64. */
+    async readReference(sha256) {
+      const { protocol } = this.lib;
+      if (typeof sha256 !== "string" || !protocol.SHA256_PATTERN.test(sha256)) return { ok: false, error: "bad sha256" };
+      await this.referenceWrites.get(sha256);
+      const ref = await this.store.getReference(sha256).catch(() => null);
+      if (!ref || !ref.bytes) return { ok: false, error: `reference image ${sha256} is not stored` };
+      const bytes = new Uint8Array(ref.bytes);
+      return { ok: true, sha256, name: ref.name, mime: ref.mime, size: bytes.length, base64: protocol.bytesToBase64(bytes) };
+    }
+
+    /**
+     * Forget stored references nothing needs: not received on a slot's current connection
+     * (the hub would not send it again there), not listed by a task in any slot record (a task
+     * recovered after a restart gets no new assign), not being written. Run when a slot goes
+     * idle and at start. The check runs per key at deletion time, so a reference arriving
+     * meanwhile is kept.
+     */
+    async pruneReferences() {
+      const { inflight } = this.lib;
+      const stored = inflight.referencedShas(await this.store.loadAllSlots(10));
+      const needed = (sha) => {
+        if (stored.has(sha) || this.referenceWrites.has(sha)) return true;
+        for (const slot of this.slots.values()) {
+          if (slot.receivedRefs.has(sha)) return true;
+          const task = slot.record.task;
+          if (task && (task.references || []).some((ref) => ref.sha256 === sha)) return true;
+        }
+        return false;
+      };
+      const dropped = await this.store.dropReferences(needed);
+      if (dropped) this.log(`forgot ${dropped} reference image(s) no task needs`);
+      return dropped;
     }
 
     /**
@@ -1034,6 +1161,7 @@
       }
       // A snapshot: a `configure` arriving meanwhile may add slots, and starts them itself.
       for (const slot of [...this.slots.values()]) await slot.start();
+      this.pruneReferences().catch((err) => this.log(`pruning reference images: ${err.message}`));
       this.publish();
     }
 
@@ -1187,6 +1315,8 @@
           return { ok: true };
         case "ng.done":
           return slot.onPageDone(msg);
+        case "ng.reference":
+          return this.readReference(msg.sha256);
         default:
           return { ok: false, error: `unknown message ${msg.type}` };
       }

@@ -5,6 +5,9 @@
 //   - chrome.storage.local   the durable copy of each slot record (small JSON)
 //   - IndexedDB "state"      a second durable copy (survives a storage.local quota error)
 //   - IndexedDB "images"     image bytes until the hub acknowledges them
+//   - IndexedDB "references" reference images from the hub (key: sha256), checked on receipt,
+//                            kept while a connection that received them or a task that
+//                            lists them may still need them
 //   - chrome.storage.session a warm copy (memory, cleared when the browser quits), read first
 // Reads fall back along session → local → IndexedDB. Quota errors prune what is no longer
 // referenced (images of acknowledged attempts, stale slots) and are reported to the caller so
@@ -18,7 +21,8 @@
 
   const SLOT_PREFIX = "slot:";
   const DB_NAME = "novelgen";
-  const DB_VERSION = 1;
+  const DB_VERSION = 2; // 2: the "references" store
+  const STORES = ["state", "images", "references"];
 
   function isQuotaError(err) {
     const text = String((err && (err.name || "")) + " " + (err && err.message ? err.message : err));
@@ -44,7 +48,7 @@
     };
   }
 
-  /** A tiny IndexedDB wrapper: two object stores, `state` and `images`, keyed by string. */
+  /** A tiny IndexedDB wrapper: object stores `state`, `images`, `references`, keyed by string. */
   function indexedDbBackend(indexedDB) {
     let dbPromise = null;
     function open() {
@@ -53,8 +57,7 @@
           const req = indexedDB.open(DB_NAME, DB_VERSION);
           req.onupgradeneeded = () => {
             const db = req.result;
-            if (!db.objectStoreNames.contains("state")) db.createObjectStore("state");
-            if (!db.objectStoreNames.contains("images")) db.createObjectStore("images");
+            for (const name of STORES) if (!db.objectStoreNames.contains(name)) db.createObjectStore(name);
           };
           req.onsuccess = () => resolve(req.result);
           req.onerror = () => {
@@ -89,7 +92,7 @@
 
   /** An in-memory stand-in with the same interface (tests; a browser without IndexedDB). */
   function memoryBackend() {
-    const stores = { state: new Map(), images: new Map() };
+    const stores = Object.fromEntries(STORES.map((name) => [name, new Map()]));
     return {
       stores,
       get: async (store, key) => stores[store].get(key),
@@ -226,6 +229,32 @@
       return { count, bytes };
     }
 
+    // -- reference images (content-addressed: the key is the sha256 of the bytes) ----------
+
+    /** Store a checked reference image: {sha256, name, mime, size, bytes (ArrayBuffer)}. */
+    async function putReference(ref) {
+      const ok = await tryWrite(`reference ${ref.sha256.slice(0, 12)}`, () => idb.put("references", ref.sha256, { ...ref, savedAt: Date.now() }), pruneImages);
+      if (!ok) throw new Error(`could not store reference image ${ref.sha256}`);
+    }
+
+    const getReference = (sha256) => idb.get("references", sha256);
+    const referenceKeys = () => idb.keys("references");
+
+    /**
+     * Delete every stored reference not kept; `keep` is a Set of sha256s or a function asked
+     * per key just before its deletion. Returns how many went.
+     */
+    async function dropReferences(keep) {
+      const kept = typeof keep === "function" ? keep : (key) => keep.has(key);
+      let count = 0;
+      for (const key of await idb.keys("references")) {
+        if (kept(key)) continue;
+        await idb.delete("references", key);
+        count++;
+      }
+      return count;
+    }
+
     async function getValue(key) {
       try {
         if (session) {
@@ -258,6 +287,10 @@
       pruneImages,
       dropImages,
       setReferencedKeys,
+      putReference,
+      getReference,
+      referenceKeys,
+      dropReferences,
       getValue,
       setValue,
       setWarm,

@@ -1,15 +1,16 @@
 /*
  * NovelGen ChatGPT driver: the content script on https://chatgpt.com/*.
  *
- * It types one prompt, waits for the image it produces and hands the bytes to the service
- * worker (the message contract is in ../DESIGN.md). Loaded after lib/selector_table.js,
+ * It attaches the prompt's reference images (if any), types the prompt, waits for the image it
+ * produces and hands the bytes to the service worker (the message contract is in ../DESIGN.md). Loaded after lib/selector_table.js,
  * lib/page_messages.js and lib/protocol.js as a classic script; every element is found through the selector
  * table (data the hub can update), every wait compares Date.now() with an absolute deadline
  * (background tabs throttle timers) and is only woken by a MutationObserver and a short
  * interval.
  *
- * The pure parts (image ids, the completion decision, the typing strategy, health) are
- * exported for Node tests at the end; in Node the driver does not start.
+ * The pure parts (image ids, the completion decision, the typing strategy, health, attaching
+ * files through an injected DOM) are exported for Node tests at the end; in Node the driver
+ * does not start.
  */
 (function () {
   "use strict";
@@ -42,6 +43,12 @@
   const DONE_REPEAT_MS = 2000;
   const DONE_REPEAT_FOR_MS = 10 * 60 * 1000;
   const MIN_IMAGE_WIDTH = 100;
+  /** Reference images must show as uploaded within this (an 8 MiB upload on a slow line). */
+  const ATTACH_WAIT_MS = 2 * 60 * 1000;
+  /** ...and stay so this long (the upload indicator may appear a moment after the preview). */
+  const ATTACH_SETTLE_MS = 750;
+  /** Asking the service worker for a reference's bytes: tries (it may be starting up). */
+  const REFERENCE_TRIES = 3;
 
   // ---- Pure helpers (exported for tests) ----------------------------------------------------
 
@@ -197,7 +204,107 @@
 
   class Cancelled extends Error {}
 
+  function collapsedText(element) {
+    const text = String((element && element.textContent) || "").replace(/\s+/g, " ").trim();
+    if (text) return text;
+    const label = element && typeof element.getAttribute === "function" ? element.getAttribute("aria-label") : null;
+    return label ? String(label).trim() : "";
+  }
+
+  /**
+   * Where the upload of reference images stands, from what the composer shows:
+   *   {expected: previews wanted, previews: shown now, uploading: an upload indicator is
+   *    shown, errors: texts of error messages that appeared since the files were set}
+   * → {action: "error", message} | {action: "done"} | {action: "wait"}.
+   */
+  function attachDecision(state) {
+    if (state.errors && state.errors.length) return { action: "error", message: state.errors[0] || "the upload failed" };
+    if (state.previews >= state.expected && !state.uploading) return { action: "done" };
+    return { action: "wait" };
+  }
+
+  /**
+   * Attach reference images to the composer, before the prompt is typed: the hidden file
+   * input gets the files through a DataTransfer and a bubbling `change`, as a user's pick
+   * would; then wait until the page shows every file as uploaded (a preview per file, no
+   * upload indicator) for ATTACH_SETTLE_MS. Throws a page_error RunError (the caller sends no
+   * prompt) when there is no file input, a reference cannot be read, the page shows an
+   * upload error, or the upload does not finish in time. Resolves with the number attached.
+   *
+   * env: {table, document, mainRoot(), requestReference(ref) → {ok, base64} | null,
+   *       waitFor(check, deadline, run), progress(run, stage, extra), File, DataTransfer,
+   *       Event, now()}
+   */
+  async function attachReferences(run, refs, box, env) {
+    if (!refs || refs.length === 0) return 0;
+    const first = (key, root) => {
+      const found = root ? SelectorTable.findFirst(root, env.table, key) : null;
+      return found ? found.element : null;
+    };
+    const all = (key, root) => (root ? SelectorTable.findAll(root, env.table, key).map((found) => found.element) : []);
+    // One preview may match several fallbacks (a tile and its image): count through the
+    // first selector that matches, as the self-test does.
+    const count = (key, root) => {
+      const found = SelectorTable.findFirst(root, env.table, key);
+      return found ? SelectorTable.matchSelector(root, found.selector).length : 0;
+    };
+    const plural = refs.length === 1 ? "reference image" : `${refs.length} reference images`;
+    const form = box && typeof box.closest === "function" ? box.closest("form") : null;
+    const main = env.mainRoot();
+    const input = first("fileInput", form) || first("fileInput", main);
+    if (!input) {
+      throw new RunError("page_error", `ChatGPT's file input was not found (selector key "fileInput"), so the ${plural} could not be attached; the prompt was not sent.`);
+    }
+    await env.progress(run, "attaching", { count: refs.length });
+    const files = [];
+    for (const ref of refs) {
+      const reply = await env.requestReference(ref);
+      if (!reply || !reply.ok || typeof reply.base64 !== "string") {
+        const why = (reply && reply.error) || "the service worker did not answer";
+        throw new RunError("page_error", `Reference image "${ref.name}" could not be read from the extension's storage (${why}); the prompt was not sent.`);
+      }
+      files.push(new env.File([Protocol.base64ToBytes(reply.base64)], ref.name, { type: ref.mime }));
+    }
+    if (run.cancelled) throw new Cancelled("cancelled");
+    const scope = form || main;
+    const errorsBefore = new Set(all("attachmentError", env.document));
+    const expected = count("attachmentPreview", scope) + files.length;
+    const transfer = new env.DataTransfer();
+    for (const file of files) transfer.items.add(file);
+    input.files = transfer.files;
+    input.dispatchEvent(new env.Event("change", { bubbles: true }));
+
+    let doneSince = null;
+    let last = { previews: 0, uploading: false };
+    const startedAt = env.now();
+    const deadline = Math.min(run.deadline, startedAt + ATTACH_WAIT_MS);
+    const result = await env.waitFor(() => {
+      const errors = all("attachmentError", env.document).filter((element) => !errorsBefore.has(element)).map(collapsedText);
+      last = { previews: count("attachmentPreview", scope), uploading: count("attachmentUploading", scope) > 0 };
+      const decision = attachDecision({ expected, errors, ...last });
+      if (decision.action === "error") return decision;
+      if (decision.action === "wait") {
+        doneSince = null;
+        return null;
+      }
+      if (doneSince === null) doneSince = env.now();
+      return env.now() - doneSince >= ATTACH_SETTLE_MS ? decision : null;
+    }, deadline, run);
+    if (result && result.action === "error") {
+      throw new RunError("page_error", `ChatGPT refused the ${plural}: ${result.message}; the prompt was not sent.`);
+    }
+    if (!result) {
+      const seen = last.uploading ? "still uploading" : `${last.previews} of ${expected} attachment preview(s) shown (selector key "attachmentPreview")`;
+      const seconds = (env.now() - startedAt) / 1000;
+      const waited = seconds < 10 ? seconds.toFixed(1) : Math.round(seconds);
+      throw new RunError("page_error", `ChatGPT did not show the ${plural} as uploaded within ${waited} s (${seen}); the prompt was not sent.`);
+    }
+    return files.length;
+  }
+
   const pure = {
+    attachDecision,
+    attachReferences,
     imageIdFromSrc,
     conversationUrlFrom,
     decideCompletion,
@@ -211,7 +318,8 @@
     sniffImageMime,
     bytesToBase64,
     RunError,
-    constants: { SETTLE_MS, BUSY_GRACE_MS, MIN_IMAGE_WIDTH, DEFAULT_RUN_MS },
+    Cancelled,
+    constants: { SETTLE_MS, BUSY_GRACE_MS, MIN_IMAGE_WIDTH, DEFAULT_RUN_MS, ATTACH_WAIT_MS, ATTACH_SETTLE_MS },
   };
 
   if (isNode) {
@@ -321,10 +429,28 @@
     return health;
   }
 
+  /**
+   * An image the user sent, not one ChatGPT drew: a reference image shown in a user turn (its
+   * src is an estuary `file_…` URL too) or an attachment preview in the composer.
+   */
+  function sentByUser(img) {
+    if (!img.closest) return false;
+    for (const selector of table.keys.userTurn || []) {
+      if (typeof selector !== "string") continue;
+      try {
+        if (img.closest(selector)) return true;
+      } catch (error) {
+        /* a selector this browser cannot parse: the next one */
+      }
+    }
+    const form = img.closest("form");
+    return Boolean(form && find("composer", form));
+  }
+
   /** Snapshot of generated images inside main: [{id, complete, naturalWidth, element}]. */
   function imageSnapshot(root) {
     return findAllElements("generatedImage", root || mainRoot())
-      .filter((img) => String(img.tagName).toLowerCase() === "img" && outsideSidebar(img))
+      .filter((img) => String(img.tagName).toLowerCase() === "img" && outsideSidebar(img) && !sentByUser(img))
       .map((img) => ({
         id: imageIdFromSrc(img.currentSrc || img.src, location.href),
         complete: img.complete,
@@ -494,6 +620,32 @@
     keyboard(target, "Enter", { keyCode: 13, which: 13 });
     if (await waitFor(sent, Math.min(run.deadline, Date.now() + SUBMIT_CONFIRM_MS), run)) return;
     throw new RunError("page_error", "The prompt was typed but ChatGPT did not send it (send button and Enter had no effect).");
+  }
+
+  /** A reference's bytes from the service worker (which may be starting up: a few tries). */
+  async function requestReference(ref) {
+    let reply = null;
+    for (let i = 0; i < REFERENCE_TRIES; i++) {
+      reply = await send({ type: "ng.reference", sha256: ref.sha256 });
+      if (reply) return reply;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+    return reply;
+  }
+
+  function attachEnv() {
+    return {
+      table,
+      document,
+      mainRoot,
+      requestReference,
+      waitFor,
+      progress,
+      File,
+      DataTransfer,
+      Event,
+      now: () => Date.now(),
+    };
   }
 
   function noteConversationUrl(run) {
@@ -674,6 +826,11 @@
       run.beforeIds = new Set(imageSnapshot(document).map((image) => image.id));
       run.assistantTurnsBefore = turnsOf("assistantTurn").length;
       const userTurnsBefore = turnsOf("userTurn").length;
+      if (task.references && task.references.length) {
+        // Before a word is typed: a failure here ends the run without sending anything.
+        await attachReferences(run, task.references, box, attachEnv());
+        checkBlockers();
+      }
       await progress(run, "typing");
       const composer = find("composer") || box;
       await typePrompt(run, composer, task.prompt);

@@ -4,14 +4,23 @@
 //
 // Slot record (durable, written before each step):
 //   { slot, workerId, tabId, tabOpenedAt, task, unacked, sequence, turns, updatedAt }
-//   task: null | { task_id, attempt, prompt, metadata, deadline, stage, assigned_at,
-//                  conversation_url, before_image_ids, new_chat, captured, cancelled }
-//     stage: "accepted" → "navigating" → "running" (handed to the page) → "typing" →
-//            "submitted" (the prompt is sent: quota is being spent) → "generating" →
-//            "downloading" → "captured" (outcome stored, waiting for the hub's ack)
+//   task: null | { task_id, attempt, prompt, metadata, references, deadline, stage,
+//                  assigned_at, conversation_url, before_image_ids, new_chat, chat_key,
+//                  attach, captured, cancelled }
+//     references: [{sha256, name, mime}] the assign's reference images
+//     chat_key: the conversation key this attempt runs under (null: none is kept)
+//     attach: sha256s handed to the page to attach in this attempt (the rest of
+//             `references` is already in the conversation)
+//     stage: "accepted" → "navigating" → "running" (handed to the page) → "attaching" →
+//            "typing" → "submitted" (the prompt is sent: quota is being spent) →
+//            "generating" → "downloading" → "captured" (outcome stored, waiting for the hub's ack)
 //   unacked: [{ task_id, attempt, kind: "image" | "error", key, error? }]  outcomes stored
 //            and sent (or not yet sent) but not acknowledged by the hub
-//   sequence: { key, url } the conversation of the current sequence (per_sequence mode)
+//   conversations: { <key>: { url, attached: [sha256], at } } the conversation this tab keeps
+//          for each conversation key (per_sequence mode, or the hub's metadata.sequence): its
+//          URL once known and the reference images already attached in it; at most
+//          MAX_CONVERSATIONS, the least recently used dropped first. Absent in old records.
+//   sequence: { key, url } what older versions kept instead (one key); read, never written
 //   turns: { count, url } prompts sent in the tab's current conversation (`status`'s
 //          conversation_turns): 0 in a new chat; url once the conversation has one
 (function (root, factory) {
@@ -21,7 +30,9 @@
 })(globalThis, function () {
   "use strict";
 
-  const STAGE_ORDER = ["accepted", "navigating", "running", "typing", "submitted", "generating", "downloading", "captured"];
+  const STAGE_ORDER = ["accepted", "navigating", "running", "attaching", "typing", "submitted", "generating", "downloading", "captured"];
+  /** Conversation keys a tab remembers (a page of the script is one key). */
+  const MAX_CONVERSATIONS = 32;
 
   function emptySlot(slot, workerId) {
     return { slot, workerId, tabId: null, tabOpenedAt: null, task: null, unacked: [], sequence: null, turns: freshTurns(), updatedAt: 0 };
@@ -76,6 +87,7 @@
       attempt: assign.attempt,
       prompt: assign.prompt,
       metadata: assign.metadata || {},
+      references: uniqueReferences(assign.references),
       deadline: assign.deadline,
       stage: "accepted",
       assigned_at: now,
@@ -127,15 +139,121 @@
   }
 
   /**
+   * The conversation key an attempt runs under: the hub's `metadata.sequence` whatever the
+   * chat mode (the desktop's chat strategy chose it), else in per_sequence mode the page of
+   * the script (sequenceKey), else none (per_task: every attempt in a new chat).
+   */
+  function conversationKey(mode, metadata) {
+    const m = metadata || {};
+    if (m.sequence != null || mode === "per_sequence") return sequenceKey(m);
+    return null;
+  }
+
+  /** What the tab keeps for `key`: {url, attached} or null (older records: `sequence`). */
+  function conversationOf(record, key) {
+    if (!key || !record) return null;
+    const kept = record.conversations && Object.prototype.hasOwnProperty.call(record.conversations, key) ? record.conversations[key] : null;
+    if (kept) return { url: kept.url || null, attached: Array.isArray(kept.attached) ? kept.attached : [] };
+    const legacy = record.sequence;
+    if (legacy && legacy.key === key) return { url: legacy.url || null, attached: [] };
+    return null;
+  }
+
+  /**
    * Where the tab must be before the page may type this task: a new chat (the site root) or
-   * the sequence's conversation.
+   * the conversation kept for its key.
+   *   - `metadata.new_chat: true`: always a new chat (the hub decided the conversation is long
+   *     enough); the new conversation is kept under the key, if there is one.
+   *   - `metadata.sequence`: that key's conversation, whatever the chat mode; a new chat when
+   *     the tab has no URL for it.
+   *   - neither: the configured mode (per_task: a new chat; per_sequence: the page's key).
    */
   function chatPlan(mode, record, task) {
-    if (mode !== "per_sequence") return { newChat: true, url: null };
-    const key = sequenceKey(task.metadata);
-    const seq = record.sequence;
-    if (key && seq && seq.key === key && seq.url) return { newChat: false, url: seq.url, key };
+    const m = (task && task.metadata) || {};
+    const hostDecides = m.sequence != null || m.new_chat === true;
+    if (mode !== "per_sequence" && !hostDecides) return { newChat: true, url: null };
+    const key = conversationKey(mode, m);
+    if (m.new_chat === true) return { newChat: true, url: null, key };
+    const kept = conversationOf(record, key);
+    if (key && kept && kept.url) return { newChat: false, url: kept.url, key };
     return { newChat: true, url: null, key };
+  }
+
+  // -- reference images ------------------------------------------------------------------
+  // Attached once per chat: a new chat gets every reference of the assign, a continued
+  // conversation only those not attached in it yet. Counted as attached once the prompt that
+  // carried them was sent (`submitted`): an attempt that failed before sending left nothing
+  // in the conversation.
+
+  /** The assign's references without repeats (first occurrence kept), as plain objects. */
+  function uniqueReferences(references) {
+    const seen = new Set();
+    const out = [];
+    for (const ref of Array.isArray(references) ? references : []) {
+      if (!ref || typeof ref.sha256 !== "string" || seen.has(ref.sha256)) continue;
+      seen.add(ref.sha256);
+      out.push({ sha256: ref.sha256, name: ref.name, mime: ref.mime });
+    }
+    return out;
+  }
+
+  /** The references the page must attach for this plan: all in a new chat, else the new ones. */
+  function referencesToAttach(plan, record, references) {
+    const refs = uniqueReferences(references);
+    if (plan.newChat) return refs;
+    const kept = conversationOf(record, plan.key);
+    const attached = new Set(kept ? kept.attached : []);
+    return refs.filter((ref) => !attached.has(ref.sha256));
+  }
+
+  /** Drop the least recently used keys beyond MAX_CONVERSATIONS. */
+  function boundConversations(conversations) {
+    const entries = Object.entries(conversations);
+    if (entries.length <= MAX_CONVERSATIONS) return conversations;
+    entries.sort((a, b) => (b[1].at || 0) - (a[1].at || 0));
+    return Object.fromEntries(entries.slice(0, MAX_CONVERSATIONS));
+  }
+
+  function withConversation(record, key, change, now) {
+    if (!key) return record;
+    const conversations = { ...(record.conversations || {}) };
+    const before = conversationOf(record, key) || { url: null, attached: [] };
+    conversations[key] = { ...change(before), at: now };
+    const next = { ...record, conversations: boundConversations(conversations) };
+    if (next.sequence && next.sequence.key === key) next.sequence = null; // superseded
+    return next;
+  }
+
+  /** The tab starts a new chat for `key`: no URL yet, nothing attached. */
+  function conversationStarted(record, key, now = Date.now()) {
+    return withConversation(record, key, () => ({ url: null, attached: [] }), now);
+  }
+
+  /** The conversation of `key` got its URL (a new chat gets /c/<id> after its first send). */
+  function conversationUrlKnown(record, key, url, now = Date.now()) {
+    if (!url) return record;
+    return withConversation(record, key, (c) => ({ ...c, url }), now);
+  }
+
+  /** A prompt carrying `attached` (sha256s) was sent in the conversation of `key`. */
+  function referencesSent(record, key, attached, url, now = Date.now()) {
+    return withConversation(
+      record,
+      key,
+      (c) => ({ url: url || c.url, attached: [...new Set([...c.attached, ...(attached || [])])] }),
+      now
+    );
+  }
+
+  /** Every sha256 the records' tasks still need (prune the rest once idle). */
+  function referencedShas(records) {
+    const keep = new Set();
+    for (const record of records) {
+      const task = record && record.task;
+      if (!task) continue;
+      for (const ref of task.references || []) keep.add(ref.sha256);
+    }
+    return keep;
   }
 
   /**
@@ -178,8 +296,17 @@
     promptSent,
     advance,
     holding,
+    MAX_CONVERSATIONS,
     sequenceKey,
+    conversationKey,
+    conversationOf,
     chatPlan,
+    uniqueReferences,
+    referencesToAttach,
+    conversationStarted,
+    conversationUrlKnown,
+    referencesSent,
+    referencedShas,
     recoveryPlan,
     acknowledge,
   };

@@ -17,7 +17,15 @@
   const MIMES = ["image/png", "image/jpeg", "image/webp"];
   /** What `cleanup` may ask of a tab (the hub sends it only to workers listing "cleanup"). */
   const CLEANUP_ACTIONS = ["reload_tab", "new_chat", "drop_images"];
-  const CAPABILITIES = ["binary_frames", "image_png", "image_jpeg", "image_webp", "cleanup"];
+  const CAPABILITIES = ["binary_frames", "image_png", "image_jpeg", "image_webp", "cleanup", "references"];
+  /** reference_image limits (the hub's MAX_REFERENCE_BYTES, MAX_REFERENCES). */
+  const MAX_REFERENCE_BYTES = 8 * 2 ** 20;
+  const MAX_REFERENCES = 8;
+  const MAX_REFERENCE_BASE64 = 4 * Math.ceil(MAX_REFERENCE_BYTES / 3);
+  const SHA256_PATTERN = /^[0-9a-f]{64}$/;
+  // A file name: no path separator, no control character (1–255 characters: validFileName).
+  const FILE_NAME_PATTERN = /^[^\/\\\x00-\x1f]+$/;
+  const BASE64_PATTERN = /^[A-Za-z0-9+/]*={0,2}$/;
   const MAX_BYTES_FIGURE = 2 ** 48; // heap_before/heap_after/freed_bytes bound
   const MAX_TURNS = 1e9;
   const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
@@ -39,6 +47,22 @@
       if (value !== undefined && value !== null) out[key] = value; // senders omit optionals
     }
     return out;
+  }
+
+  /** 1–255 characters counted as the hub counts them (code points), no '/', '\\' or control. */
+  function validFileName(name) {
+    if (typeof name !== "string" || !FILE_NAME_PATTERN.test(name)) return false;
+    const length = [...name].length;
+    return length >= 1 && length <= 255;
+  }
+
+  /** Errors of one `{sha256, name, mime}` (an assign's reference, or a reference_image). */
+  function referenceProblem(ref) {
+    if (!ref || typeof ref !== "object" || Array.isArray(ref)) return "not an object";
+    if (typeof ref.sha256 !== "string" || !SHA256_PATTERN.test(ref.sha256)) return "bad sha256 (64 lowercase hex digits)";
+    if (!validFileName(ref.name)) return "bad name (1-255 characters, no '/', '\\' or control characters)";
+    if (!MIMES.includes(ref.mime)) return `bad mime ${JSON.stringify(ref.mime)}`;
+    return null;
   }
 
   function validUrl(url) {
@@ -187,6 +211,25 @@
       if (!TASK_PATTERN.test(msg.task_id || "")) throw new Error("assign: bad task_id");
       if (!Number.isInteger(msg.attempt) || msg.attempt < 1) throw new Error("assign: bad attempt");
       if (typeof msg.prompt !== "string" || !msg.prompt) throw new Error("assign: empty prompt");
+      if (msg.metadata != null && (typeof msg.metadata !== "object" || Array.isArray(msg.metadata))) throw new Error("assign: metadata is not an object");
+      if (msg.references != null) {
+        if (!Array.isArray(msg.references)) throw new Error("assign: references is not an array");
+        if (msg.references.length > MAX_REFERENCES) throw new Error(`assign: more than ${MAX_REFERENCES} references`);
+        msg.references.forEach((ref, i) => {
+          const problem = referenceProblem(ref);
+          if (problem) throw new Error(`assign: references[${i}]: ${problem}`);
+        });
+      }
+    } else if (msg.type === "reference_image") {
+      // Checked here as far as the text goes; the decoded bytes' size and sha256 are checked
+      // by the receiver (checkReference), which keeps nothing that does not match.
+      const problem = referenceProblem(msg);
+      if (problem) throw new Error(`reference_image: ${problem}`);
+      if (!Number.isInteger(msg.size) || msg.size < 1 || msg.size > MAX_REFERENCE_BYTES) throw new Error("reference_image: bad size");
+      const data = msg.data;
+      if (typeof data !== "string" || data.length < 4 || data.length > MAX_REFERENCE_BASE64 || data.length % 4 !== 0 || !BASE64_PATTERN.test(data)) {
+        throw new Error("reference_image: data is not standard base64 of at most 8 MiB");
+      }
     } else if (msg.type === "cleanup") {
       // Without a readable request_id no answer is possible; an action this version does not
       // know is let through and answered `ok: false` (the hub may be newer).
@@ -195,6 +238,25 @@
       if (msg.reason != null && typeof msg.reason !== "string") delete msg.reason; // only for the log
     }
     return msg;
+  }
+
+  /**
+   * Decode a parsed reference_image and check it: the decoded bytes must be `size` long and
+   * hash to `sha256`. Resolves to {ok: true, bytes} or {ok: false, error}.
+   */
+  async function checkReference(msg) {
+    let bytes;
+    try {
+      bytes = base64ToBytes(msg.data);
+    } catch (err) {
+      return { ok: false, error: `reference_image ${msg.sha256}: data is not base64 (${err.message})` };
+    }
+    if (bytes.length !== msg.size) {
+      return { ok: false, error: `reference_image ${msg.sha256}: ${bytes.length} bytes decoded, size says ${msg.size}` };
+    }
+    const digest = await sha256Hex(bytes);
+    if (digest !== msg.sha256) return { ok: false, error: `reference_image ${msg.sha256}: the bytes hash to ${digest}` };
+    return { ok: true, bytes };
   }
 
   function bytesToBase64(bytes) {
@@ -233,6 +295,9 @@
     TAB_HEALTH,
     CLEANUP_ACTIONS,
     CAPABILITIES,
+    MAX_REFERENCE_BYTES,
+    MAX_REFERENCES,
+    SHA256_PATTERN,
     ID_PATTERN,
     TASK_PATTERN,
     clip,
@@ -247,6 +312,8 @@
     taskError,
     imageFrame,
     parse,
+    validFileName,
+    checkReference,
     bytesToBase64,
     base64ToBytes,
     sha256Hex,

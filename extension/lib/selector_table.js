@@ -117,10 +117,30 @@
         { css: '[role="button"]', text: "^Try again$" },
       ],
       main: ["main", '[role="main"]', "#main"],
+      // Attachments (reference images). The hidden file input, searched in the composer's
+      // form first, then in main.
       fileInput: [
         'form input[type="file"]',
         'input[type="file"][accept*="image"]',
         'input[type="file"]',
+      ],
+      // Searched in the composer's form: one preview per attached file (counted through the
+      // first selector that matches), an indicator while an upload runs, and an error shown
+      // for a refused upload (anywhere: the site may show it as a toast).
+      attachmentPreview: [
+        '[data-testid="file-thumbnail"]',
+        '[data-testid="attachment-preview"]',
+        'img[src^="blob:"]',
+      ],
+      attachmentUploading: [
+        '[data-testid="file-thumbnail"] [role="progressbar"]',
+        '[data-testid="file-thumbnail"][aria-busy="true"]',
+        '[role="progressbar"]',
+      ],
+      attachmentError: [
+        '[data-testid="attachment-error"]',
+        { css: 'form [role="alert"]', text: "." },
+        { css: '[role="alert"]', text: "upload|too large|file type|unsupported|not supported" },
       ],
     },
   });

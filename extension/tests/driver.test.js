@@ -204,3 +204,200 @@ test("turn text: rendered text without the screen-reader heading", () => {
   assert.equal(turnText({ innerText: "", textContent: "ChatGPT said:I can't help with that." }), "I can't help with that.");
   assert.equal(turnText({ textContent: "Here it is" }), "Here it is");
 });
+
+// ---- attaching reference images (fake DOM) -----------------------------------------------------
+
+const { File } = require("node:buffer");
+const { h, fakeDocument } = require("./helpers/fake_dom.js");
+const SelectorTable = require("../lib/selector_table.js");
+const { attachReferences, attachDecision, RunError, Cancelled } = Driver;
+
+const REF_A = { sha256: "a".repeat(64), name: "mara.png", mime: "image/png" };
+const REF_B = { sha256: "b".repeat(64), name: "tom.jpg", mime: "image/jpeg" };
+const BYTES = { [REF_A.sha256]: [0x89, 0x50, 0x4e, 0x47, 1], [REF_B.sha256]: [0xff, 0xd8, 0xff, 2] };
+
+/** DataTransfer as the driver uses it: items.add(file), then .files. */
+class FakeDataTransfer {
+  constructor() {
+    const files = [];
+    this.items = { add: (file) => files.push(file) };
+    this.files = files;
+  }
+}
+
+/**
+ * A composer like ChatGPT's: a form with the prompt box and a hidden file input. On `change`
+ * the "page" shows a chip per file with an upload indicator, removed after `uploadMs` (or an
+ * error chip when `refuse` is set). `input: false` leaves the input out.
+ */
+function page({ input = true, uploadMs = 30, refuse = null, never = false, outsideForm = false } = {}) {
+  const box = h("div", { id: "prompt-textarea", contenteditable: "true", class: "ProseMirror" });
+  const chips = h("div", { class: "attachments" });
+  const fileInput = input ? h("input", { type: "file", multiple: "", accept: "image/*" }) : null;
+  const form = h("form", { "data-type": "unified-composer" }, chips, box, input && !outsideForm ? fileInput : []);
+  const main = h("main", {}, input && outsideForm ? fileInput : [], h("div", { class: "thread" }), form);
+  const toasts = h("div", { class: "toasts" });
+  const doc = fakeDocument(h("nav", {}), main, toasts);
+  const timers = [];
+  const received = [];
+  if (fileInput) {
+    fileInput.addEventListener("change", () => {
+      for (const file of fileInput.files) {
+        received.push(file);
+        const spinner = h("div", { role: "progressbar", "aria-label": "Uploading" });
+        const chip = h("div", { "data-testid": "file-thumbnail", "data-state": "uploading" }, h("img", { src: "blob:https://chatgpt.com/x" }), file.name, spinner);
+        chips.append(chip);
+        if (never) continue;
+        timers.push(
+          setTimeout(() => {
+            spinner.remove();
+            if (refuse) chip.append(h("div", { "data-testid": "attachment-error", role: "alert" }, refuse));
+          }, uploadMs)
+        );
+      }
+    });
+  }
+  return { doc, main, form, box, fileInput, chips, toasts, received, cleanup: () => timers.forEach(clearTimeout) };
+}
+
+/** The driver's env over the fake page; records what the driver asked for and reported. */
+function env(p, { replies = {}, now = Date.now } = {}) {
+  const log = { requested: [], progress: [] };
+  return {
+    log,
+    table: SelectorTable.mergeTables(SelectorTable.DEFAULT_TABLE, null),
+    document: p.doc,
+    mainRoot: () => p.main,
+    requestReference: async (ref) => {
+      log.requested.push(ref.sha256);
+      if (ref.sha256 in replies) return replies[ref.sha256];
+      return { ok: true, base64: Buffer.from(BYTES[ref.sha256]).toString("base64") };
+    },
+    waitFor: (check, deadline, run) =>
+      new Promise((resolve, reject) => {
+        const tick = () => {
+          if (run && run.cancelled) return reject(new Cancelled("cancelled"));
+          let value;
+          try {
+            value = check();
+          } catch (error) {
+            return reject(error);
+          }
+          if (value) return resolve(value);
+          if (Date.now() >= deadline) return resolve(null);
+          setTimeout(tick, 5);
+        };
+        tick();
+      }),
+    progress: async (run, stage, extra) => log.progress.push({ stage, ...extra }),
+    File,
+    DataTransfer: FakeDataTransfer,
+    Event: class {
+      constructor(type, init) {
+        this.type = type;
+        this.bubbles = !!(init && init.bubbles);
+      }
+    },
+    now,
+  };
+}
+
+const run = (ms = 10000) => ({ task: { task_id: "7", attempt: 1 }, cancelled: false, deadline: Date.now() + ms });
+
+async function rejection(promise) {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  assert.fail("expected the attach to fail");
+}
+
+test("attachDecision: an error wins; done needs every preview and no upload running", () => {
+  assert.deepEqual(attachDecision({ expected: 2, previews: 2, uploading: false, errors: [] }), { action: "done" });
+  assert.deepEqual(attachDecision({ expected: 2, previews: 3, uploading: false, errors: [] }), { action: "done" });
+  assert.deepEqual(attachDecision({ expected: 2, previews: 1, uploading: false, errors: [] }), { action: "wait" });
+  assert.deepEqual(attachDecision({ expected: 2, previews: 2, uploading: true, errors: [] }), { action: "wait" });
+  assert.deepEqual(attachDecision({ expected: 2, previews: 2, uploading: false, errors: ["File is too large"] }), { action: "error", message: "File is too large" });
+  assert.deepEqual(attachDecision({ expected: 1, previews: 0, uploading: true, errors: [""] }), { action: "error", message: "the upload failed" });
+});
+
+test("attach: the files go into the composer's input through a DataTransfer and one bubbling change, then the upload is awaited", async (t) => {
+  const p = page({ uploadMs: 60 });
+  t.after(p.cleanup);
+  let changes = 0;
+  p.form.addEventListener("change", () => changes++); // bubbles to the form, as React listens at the root
+  const e = env(p);
+  const started = Date.now();
+  const count = await attachReferences(run(), [REF_A, REF_B], p.box, e);
+  assert.equal(count, 2);
+  assert.equal(changes, 1);
+  assert.deepEqual(p.received.map((f) => [f.name, f.type, f.size]), [["mara.png", "image/png", 5], ["tom.jpg", "image/jpeg", 4]]);
+  assert.deepEqual([...new Uint8Array(await p.received[0].arrayBuffer())], BYTES[REF_A.sha256]);
+  assert.deepEqual(e.log.requested, [REF_A.sha256, REF_B.sha256]);
+  assert.deepEqual(e.log.progress, [{ stage: "attaching", count: 2 }]);
+  // Not before the upload indicators were gone and the previews stayed for the settle time.
+  assert.ok(Date.now() - started >= 60 + Driver.constants.ATTACH_SETTLE_MS - 20, `${Date.now() - started} ms`);
+  assert.equal(p.doc.querySelectorAll('[role="progressbar"]').length, 0);
+});
+
+test("attach: no file input → page_error before anything is read or dispatched", async () => {
+  const p = page({ input: false });
+  const e = env(p);
+  const error = await rejection(attachReferences(run(), [REF_A], p.box, e));
+  assert.ok(error instanceof RunError);
+  assert.equal(error.kind, "page_error");
+  assert.match(error.message, /file input was not found \(selector key "fileInput"\).*the prompt was not sent/);
+  assert.deepEqual(e.log.requested, []);
+  assert.deepEqual(e.log.progress, []);
+});
+
+test("attach: an input outside the form is found in main; older previews and an old error toast are not counted", async (t) => {
+  const p = page({ outsideForm: true, uploadMs: 10 });
+  t.after(p.cleanup);
+  p.chips.append(h("div", { "data-testid": "file-thumbnail" }, "left from before"));
+  p.toasts.append(h("div", { role: "alert" }, "Unable to upload old.png"));
+  const count = await attachReferences(run(), [REF_A], p.box, env(p));
+  assert.equal(count, 1);
+  assert.equal(p.received.length, 1);
+});
+
+test("attach: an upload the site refuses ends the run with its message, page_error", async (t) => {
+  const p = page({ refuse: "File is too large. Maximum size is 512 KB." });
+  t.after(p.cleanup);
+  const error = await rejection(attachReferences(run(), [REF_A], p.box, env(p)));
+  assert.equal(error.kind, "page_error");
+  assert.equal(error.message, "ChatGPT refused the reference image: File is too large. Maximum size is 512 KB.; the prompt was not sent.");
+});
+
+test("attach: an upload that never finishes ends at the deadline, page_error", async (t) => {
+  const p = page({ never: true });
+  t.after(p.cleanup);
+  const error = await rejection(attachReferences(run(300), [REF_A, REF_B], p.box, env(p)));
+  assert.equal(error.kind, "page_error");
+  assert.match(error.message, /did not show the 2 reference images as uploaded within 0\.[0-9] s \(still uploading\); the prompt was not sent/);
+});
+
+test("attach: a reference the service worker cannot give → page_error, nothing put in the composer", async () => {
+  const p = page();
+  const e = env(p, { replies: { [REF_B.sha256]: { ok: false, error: `reference image ${REF_B.sha256} is not stored` } } });
+  const error = await rejection(attachReferences(run(), [REF_A, REF_B], p.box, e));
+  assert.equal(error.kind, "page_error");
+  assert.match(error.message, /Reference image "tom.jpg" could not be read .*is not stored\); the prompt was not sent/);
+  assert.equal(p.received.length, 0);
+  assert.equal((p.fileInput.dispatched || []).length, 0);
+  const silent = await rejection(attachReferences(run(), [REF_A], p.box, env(p, { replies: { [REF_A.sha256]: null } })));
+  assert.match(silent.message, /the service worker did not answer/);
+});
+
+test("attach: nothing to attach is a no-op; a cancelled run stops before the files are set", async () => {
+  const p = page();
+  const e = env(p);
+  assert.equal(await attachReferences(run(), [], p.box, e), 0);
+  assert.equal(await attachReferences(run(), undefined, p.box, e), 0);
+  assert.deepEqual(e.log.progress, []);
+  const cancelled = { ...run(), cancelled: true };
+  const error = await rejection(attachReferences(cancelled, [REF_A], p.box, e));
+  assert.ok(error instanceof Cancelled);
+  assert.equal(p.received.length, 0);
+});

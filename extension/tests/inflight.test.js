@@ -44,6 +44,7 @@ test("promptSent: from submitted on", () => {
     ["accepted", false],
     ["navigating", false],
     ["running", false],
+    ["attaching", false],
     ["typing", false],
     ["submitted", true],
     ["generating", true],
@@ -216,4 +217,121 @@ test("conversation turns: counted per send, 0 in a new chat, kept in the same co
   // Records from before the counter existed.
   assert.deepEqual(I.turnsAfterSend(undefined, null), { count: 1, url: null });
   assert.deepEqual(I.turnsAfterNavigation(undefined, { newChat: false, url: C1 }), { count: 0, url: C1 });
+});
+
+// ---- the hub's chat strategy (metadata.sequence / new_chat) and reference images -------------
+
+const REF_A = { sha256: "a".repeat(64), name: "mara.png", mime: "image/png" };
+const REF_B = { sha256: "b".repeat(64), name: "tom.jpg", mime: "image/jpeg" };
+const CONV_URL = "https://chatgpt.com/c/ch2-p14";
+
+function hostTask(metadata, references = []) {
+  return taskAt("accepted", { metadata, references });
+}
+
+test("taskFromAssign keeps the references, without repeats", () => {
+  const t = I.taskFromAssign({ ...ASSIGN, references: [REF_A, REF_B, { ...REF_A, name: "again.png" }] }, 0);
+  assert.deepEqual(t.references, [REF_A, REF_B]);
+  assert.deepEqual(I.taskFromAssign(ASSIGN, 0).references, []);
+});
+
+test("conversationKey: metadata.sequence whatever the mode, else the page in per_sequence", () => {
+  assert.equal(I.conversationKey("per_task", { sequence: "ch2/p14", job_id: "j" }), "seq:ch2/p14");
+  assert.equal(I.conversationKey("per_sequence", { sequence: "ch2" }), "seq:ch2");
+  assert.equal(I.conversationKey("per_sequence", { job_id: "j1", chapter: 3, page: 4 }), "j1|3|4");
+  assert.equal(I.conversationKey("per_task", { job_id: "j1", chapter: 3, page: 4 }), null);
+  assert.equal(I.conversationKey("per_task", undefined), null);
+});
+
+test("chatPlan: metadata.sequence decides the conversation even in per_task mode", () => {
+  const key = "seq:ch2/p14";
+  const kept = record({ conversations: { [key]: { url: CONV_URL, attached: [], at: 1 } } });
+  for (const mode of ["per_task", "per_sequence", undefined]) {
+    assert.deepEqual(I.chatPlan(mode, kept, hostTask({ sequence: "ch2/p14" })), { newChat: false, url: CONV_URL, key }, String(mode));
+    // no URL for the key in this tab: a new chat, recorded under the key
+    assert.deepEqual(I.chatPlan(mode, record(), hostTask({ sequence: "ch2/p14" })), { newChat: true, url: null, key });
+    assert.deepEqual(I.chatPlan(mode, kept, hostTask({ sequence: "ch2/p15" })), { newChat: true, url: null, key: "seq:ch2/p15" });
+    const noUrl = record({ conversations: { [key]: { url: null, attached: [REF_A.sha256], at: 1 } } });
+    assert.deepEqual(I.chatPlan(mode, noUrl, hostTask({ sequence: "ch2/p14" })), { newChat: true, url: null, key });
+  }
+});
+
+test("chatPlan: new_chat true always starts a fresh chat (kept under the key when there is one)", () => {
+  const key = "seq:ch2/p14";
+  const kept = record({ conversations: { [key]: { url: CONV_URL, attached: [], at: 1 } } });
+  assert.deepEqual(I.chatPlan("per_task", kept, hostTask({ sequence: "ch2/p14", new_chat: true })), { newChat: true, url: null, key });
+  assert.deepEqual(I.chatPlan("per_sequence", kept, hostTask({ sequence: "ch2/p14", new_chat: true })), { newChat: true, url: null, key });
+  assert.deepEqual(I.chatPlan("per_task", kept, hostTask({ new_chat: true })), { newChat: true, url: null, key: null });
+  const page = record({ sequence: { key: "j1|3|4", url: "https://chatgpt.com/c/seq" } });
+  assert.deepEqual(I.chatPlan("per_sequence", page, hostTask({ job_id: "j1", chapter: 3, page: 4, new_chat: true })), { newChat: true, url: null, key: "j1|3|4" });
+  // new_chat false (or not a boolean true) changes nothing
+  assert.deepEqual(I.chatPlan("per_task", kept, hostTask({ sequence: "ch2/p14", new_chat: false })), { newChat: false, url: CONV_URL, key });
+  assert.deepEqual(I.chatPlan("per_task", kept, hostTask({ new_chat: "yes" })), { newChat: true, url: null });
+});
+
+test("chatPlan: an older record's single `sequence` is still honoured", () => {
+  const old = record({ sequence: { key: "seq:ch1", url: CONV_URL } });
+  assert.deepEqual(I.chatPlan("per_task", old, hostTask({ sequence: "ch1" })), { newChat: false, url: CONV_URL, key: "seq:ch1" });
+  assert.deepEqual(I.conversationOf(old, "seq:ch1"), { url: CONV_URL, attached: [] });
+  // the map wins over the legacy field once the key is kept there
+  const both = { ...old, conversations: { "seq:ch1": { url: `${CONV_URL}-new`, attached: [], at: 1 } } };
+  assert.equal(I.chatPlan("per_task", both, hostTask({ sequence: "ch1" })).url, `${CONV_URL}-new`);
+});
+
+test("references are attached once per chat: all in a new chat, only new ones when continuing", () => {
+  const key = "seq:ch2/p14";
+  let r = record();
+  const first = I.chatPlan("per_task", r, hostTask({ sequence: "ch2/p14" }, [REF_A]));
+  assert.equal(first.newChat, true);
+  assert.deepEqual(I.referencesToAttach(first, r, [REF_A, REF_A]), [REF_A]);
+  // runTask: the new chat starts; the page sends the prompt with REF_A; the URL comes later
+  r = I.conversationStarted(r, key, 10);
+  assert.deepEqual(r.conversations[key], { url: null, attached: [], at: 10 });
+  r = I.referencesSent(r, key, [REF_A.sha256], null, 11);
+  assert.deepEqual(r.conversations[key], { url: null, attached: [REF_A.sha256], at: 11 });
+  r = I.conversationUrlKnown(r, key, CONV_URL, 12);
+  assert.deepEqual(r.conversations[key], { url: CONV_URL, attached: [REF_A.sha256], at: 12 });
+
+  // the next panel of the page continues it: REF_A is there already, REF_B is new
+  const second = I.chatPlan("per_task", r, hostTask({ sequence: "ch2/p14" }, [REF_A, REF_B]));
+  assert.deepEqual(second, { newChat: false, url: CONV_URL, key });
+  assert.deepEqual(I.referencesToAttach(second, r, [REF_A, REF_B]), [REF_B]);
+  r = I.referencesSent(r, key, [REF_B.sha256], CONV_URL, 13);
+  assert.deepEqual(r.conversations[key].attached, [REF_A.sha256, REF_B.sha256]);
+  const third = I.chatPlan("per_task", r, hostTask({ sequence: "ch2/p14" }, [REF_B, REF_A]));
+  assert.deepEqual(I.referencesToAttach(third, r, [REF_B, REF_A]), []);
+
+  // the hub starts a fresh chat (too long): everything is attached again, the record resets
+  const fresh = I.chatPlan("per_task", r, hostTask({ sequence: "ch2/p14", new_chat: true }, [REF_A, REF_B]));
+  assert.deepEqual(I.referencesToAttach(fresh, r, [REF_A, REF_B]), [REF_A, REF_B]);
+  r = I.conversationStarted(r, key, 20);
+  assert.deepEqual(r.conversations[key], { url: null, attached: [], at: 20 });
+});
+
+test("conversations: another key's conversation is untouched; at most MAX_CONVERSATIONS kept", () => {
+  let r = I.referencesSent(record(), "seq:a", [REF_A.sha256], "https://chatgpt.com/c/a", 1);
+  r = I.conversationStarted(r, "seq:b", 2);
+  assert.deepEqual(r.conversations["seq:a"], { url: "https://chatgpt.com/c/a", attached: [REF_A.sha256], at: 1 });
+  for (let i = 0; i < I.MAX_CONVERSATIONS + 5; i++) r = I.conversationUrlKnown(r, `seq:k${i}`, `https://chatgpt.com/c/${i}`, 100 + i);
+  const keys = Object.keys(r.conversations);
+  assert.equal(keys.length, I.MAX_CONVERSATIONS);
+  assert.ok(keys.includes(`seq:k${I.MAX_CONVERSATIONS + 4}`), "the newest is kept");
+  assert.ok(!keys.includes("seq:a"), "the least recently used went first");
+  // a key's legacy `sequence` is superseded when the map records it
+  const legacy = I.conversationUrlKnown(record({ sequence: { key: "seq:x", url: "https://chatgpt.com/c/x" } }), "seq:x", "https://chatgpt.com/c/y", 1);
+  assert.equal(legacy.sequence, null);
+  // no key (per_task without a sequence): nothing is kept
+  const plain = record();
+  assert.equal(I.conversationStarted(plain, null), plain);
+  assert.equal(I.referencesSent(plain, null, [REF_A.sha256], CONV_URL), plain);
+});
+
+test("referencedShas: every reference a record's task lists", () => {
+  const records = [
+    record({ task: hostTask({}, [REF_A]) }),
+    record({ task: null }),
+    record({ task: { ...hostTask({}, [REF_B]), captured: true } }),
+    record({ task: { task_id: "1", attempt: 1 } }), // written by an older version
+  ];
+  assert.deepEqual([...I.referencedShas(records)].sort(), [REF_A.sha256, REF_B.sha256]);
 });

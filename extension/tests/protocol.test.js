@@ -408,3 +408,92 @@ print(json.dumps(out))
   const actions = texts.map((t) => P.parse(t).action);
   assert.deepEqual([...new Set(actions)].sort(), [...P.CLEANUP_ACTIONS].sort(), "the hub knows exactly the actions the extension does");
 });
+
+// ---- reference images (issue 8) ----------------------------------------------------------------
+
+const REF_SHA = "b".repeat(64);
+
+function referenceFrame(extra = {}) {
+  return { v: 1, type: "reference_image", sha256: REF_SHA, name: "mara.png", mime: "image/png", size: 3, data: "AQID", ...extra };
+}
+
+test("hello advertises the references capability", () => {
+  const msg = P.hello({ token: TOKEN, workerId: "w", accountId: "a" });
+  assert.ok(msg.capabilities.includes("references"));
+  assert.equal(P.MAX_REFERENCES, 8);
+  assert.equal(P.MAX_REFERENCE_BYTES, 8 * 1024 * 1024);
+});
+
+test("parse: reference_image fields are checked as the hub defines them", () => {
+  assert.equal(P.parse(JSON.stringify(referenceFrame())).name, "mara.png");
+  for (const mime of ["image/png", "image/jpeg", "image/webp"]) assert.equal(P.parse(JSON.stringify(referenceFrame({ mime }))).mime, mime);
+  assert.equal(P.parse(JSON.stringify(referenceFrame({ name: "é".repeat(255) }))).name.length, 255);
+  assert.equal(P.parse(JSON.stringify(referenceFrame({ name: "😀".repeat(255) }))).type, "reference_image", "255 code points, 510 UTF-16 units");
+  const bad = {
+    sha256: [{ sha256: "B".repeat(64) }, { sha256: "b".repeat(63) }, { sha256: undefined }],
+    name: [{ name: "" }, { name: "a/b.png" }, { name: "a\\b.png" }, { name: "a\nb" }, { name: "x".repeat(256) }, { name: 7 }],
+    mime: [{ mime: "image/gif" }, { mime: undefined }],
+    size: [{ size: 0 }, { size: 8 * 1024 * 1024 + 1 }, { size: 2.5 }, { size: "3" }],
+    data: [{ data: "" }, { data: "AQI" }, { data: "AQ!D" }, { data: 12 }, { data: "A".repeat(4 * Math.ceil((8 * 1024 * 1024) / 3) + 4) }],
+  };
+  for (const [field, cases] of Object.entries(bad)) {
+    for (const change of cases) {
+      assert.throws(() => P.parse(JSON.stringify(referenceFrame(change))), new RegExp(`reference_image: .*${field === "data" ? "base64" : field}`), JSON.stringify(change).slice(0, 80));
+    }
+  }
+});
+
+test("parse: assign.references — at most 8 of {sha256, name, mime}; metadata an object", () => {
+  const base = { v: 1, type: "assign", task_id: "12", attempt: 1, prompt: "@Mara at the lamp", deadline: 1 };
+  const ref = { sha256: REF_SHA, name: "mara.png", mime: "image/png" };
+  assert.deepEqual(P.parse(JSON.stringify({ ...base, references: [ref] })).references, [ref]);
+  assert.equal(P.parse(JSON.stringify({ ...base, references: [] })).references.length, 0);
+  assert.equal(P.parse(JSON.stringify({ ...base, references: Array(8).fill(ref) })).references.length, 8);
+  assert.equal(P.parse(JSON.stringify({ ...base, metadata: { sequence: "ch2/p14", new_chat: true } })).metadata.sequence, "ch2/p14");
+  assert.throws(() => P.parse(JSON.stringify({ ...base, references: Array(9).fill(ref) })), /more than 8 references/);
+  assert.throws(() => P.parse(JSON.stringify({ ...base, references: ref })), /references is not an array/);
+  assert.throws(() => P.parse(JSON.stringify({ ...base, references: [{ ...ref, sha256: "x" }] })), /references\[0\]: bad sha256/);
+  assert.throws(() => P.parse(JSON.stringify({ ...base, references: [ref, { ...ref, name: "../x.png" }] })), /references\[1\]: bad name/);
+  assert.throws(() => P.parse(JSON.stringify({ ...base, references: [{ ...ref, mime: "image/bmp" }] })), /references\[0\]: bad mime/);
+  assert.throws(() => P.parse(JSON.stringify({ ...base, references: [null] })), /references\[0\]: not an object/);
+  assert.throws(() => P.parse(JSON.stringify({ ...base, metadata: [1] })), /metadata is not an object/);
+});
+
+test("checkReference: the decoded bytes must have the announced size and sha256", async () => {
+  const bytes = Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 1, 2, 3]);
+  const sha256 = await P.sha256Hex(bytes);
+  const msg = { sha256, size: bytes.length, data: Buffer.from(bytes).toString("base64") };
+  const ok = await P.checkReference(msg);
+  assert.equal(ok.ok, true);
+  assert.deepEqual([...ok.bytes], [...bytes]);
+  const short = await P.checkReference({ ...msg, size: bytes.length + 1 });
+  assert.equal(short.ok, false);
+  assert.match(short.error, /7 bytes decoded, size says 8/);
+  const wrong = await P.checkReference({ ...msg, sha256: REF_SHA });
+  assert.equal(wrong.ok, false);
+  assert.match(wrong.error, new RegExp(`the bytes hash to ${sha256}`));
+  const garbage = await P.checkReference({ ...msg, data: "@@@@" });
+  assert.equal(garbage.ok, false);
+  assert.match(garbage.error, /not base64/);
+});
+
+test("every reference_image and assign with references the hub encodes parses here", { skip: noPython }, () => {
+  const code = `
+import base64, hashlib, json
+from novelgen_desktop.protocol.messages import Assign, ImageMime, ReferenceImage, ReferenceRef, encode
+data = bytes(range(256)) * 3
+sha = hashlib.sha256(data).hexdigest()
+ref = ReferenceRef(sha256=sha, name="Mara – sheet.png", mime=ImageMime.PNG)
+out = [
+    encode(ReferenceImage(sha256=sha, name=ref.name, mime=ImageMime.PNG, size=len(data), data=base64.b64encode(data).decode())),
+    encode(Assign(task_id="7", attempt=1, prompt="@Mara", deadline=2e9, metadata={"sequence": "ch2/p14", "new_chat": True}, references=(ref,))),
+]
+print(json.dumps(out))
+`;
+  const [image, assign] = JSON.parse(runPython(code, "")).map((text) => P.parse(text));
+  assert.equal(image.type, "reference_image");
+  assert.equal(image.size, 768);
+  assert.equal(assign.references[0].sha256, image.sha256);
+  assert.deepEqual(assign.metadata, { sequence: "ch2/p14", new_chat: true });
+  return P.checkReference(image).then((check) => assert.equal(check.ok, true, check.error));
+});

@@ -52,6 +52,11 @@ function currentPage() {
             keep("composer", h("div", { id: "prompt-textarea", class: "ProseMirror", contenteditable: "true", role: "textbox" })),
           ),
           keep("fileInput", h("input", { type: "file", accept: "image/*" })),
+          keep(
+            "attachmentPreview",
+            h("div", { "data-testid": "file-thumbnail" }, h("img", { src: "blob:https://chatgpt.com/1" }), keep("attachmentUploading", h("div", { role: "progressbar" }))),
+          ),
+          keep("attachmentError", h("div", { "data-testid": "attachment-error", role: "alert" }, "File is too large")),
           keep("sendButton", h("button", { "data-testid": "send-button", "aria-label": "Send prompt" })),
           keep("stopButton", h("button", { "data-testid": "stop-button", "aria-label": "Stop generating" })),
         ),
@@ -75,6 +80,7 @@ test("the default table validates and names every key the driver uses", () => {
     "composer", "sendButton", "stopButton", "newChatLink", "userTurn", "assistantTurn", "turn",
     "imageLoading", "multigen", "multigenPick", "generatedImage", "loginButton", "loginMarker",
     "cloudflare", "compareDialog", "dialogSkip", "tryAgain", "main", "fileInput",
+    "attachmentPreview", "attachmentUploading", "attachmentError",
   ]) {
     assert.ok(Array.isArray(DEFAULT_TABLE.keys[key]) && DEFAULT_TABLE.keys[key].length > 0, key);
   }
@@ -157,6 +163,12 @@ test("each fallback selector is reached when the earlier ones miss", () => {
     tryAgain: [[h("span", { role: "button" }, "Try again"), 1], [h("button", { "aria-label": "Try again" }), 0]],
     main: [[h("div", { role: "main" }), 1], [h("div", { id: "main" }), 2]],
     fileInput: [[h("input", { type: "file", accept: "image/png" }), 1], [h("input", { type: "file" }), 2]],
+    attachmentPreview: [[h("div", { "data-testid": "attachment-preview" }), 1], [h("img", { src: "blob:https://chatgpt.com/2" }), 2]],
+    attachmentUploading: [[h("div", { "data-testid": "file-thumbnail", "aria-busy": "true" }), 1], [h("span", { role: "progressbar" }), 2]],
+    attachmentError: [
+      [h("form", {}, h("div", { role: "alert" }, "Unable to upload ref.png")), 1],
+      [h("div", { role: "alert" }, "The file is too large"), 2],
+    ],
   };
   for (const [key, list] of Object.entries(cases)) {
     for (const [element, index] of list) {

@@ -366,3 +366,45 @@ test("dropImages forgets every image not kept and says how many bytes went", asy
   assert.deepEqual(await store.dropImages(new Set(["17#2"])), { count: 0, bytes: 0 });
   assert.deepEqual(await store.dropImages(new Set()), { count: 1, bytes: 1000 });
 });
+
+test("references: stored by sha256 beside the images, dropped unless kept (a Set or a function)", async () => {
+  const { store, idb } = setup();
+  const ref = (c) => ({ sha256: c.repeat(64), name: `${c}.png`, mime: "image/png", size: 3, bytes: new Uint8Array([1, 2, 3]).buffer });
+  await store.putReference(ref("a"));
+  await store.putReference(ref("b"));
+  await store.putReference(ref("c"));
+  await store.putImage("1#1", { bytes: new Uint8Array(1).buffer });
+  assert.equal((await store.getReference("a".repeat(64))).name, "a.png");
+  assert.ok((await store.getReference("a".repeat(64))).savedAt > 0);
+  assert.deepEqual((await store.referenceKeys()).sort(), ["a", "b", "c"].map((c) => c.repeat(64)));
+  assert.equal(await store.dropReferences(new Set(["a".repeat(64), "b".repeat(64)])), 1);
+  assert.equal(await store.dropReferences((sha) => sha.startsWith("a")), 1);
+  assert.deepEqual(await store.referenceKeys(), ["a".repeat(64)]);
+  // images are another store: untouched, and dropImages leaves references alone
+  assert.deepEqual([...idb.stores.images.keys()], ["1#1"]);
+  await store.dropImages(new Set());
+  assert.deepEqual(await store.referenceKeys(), ["a".repeat(64)]);
+});
+
+test("indexedDbBackend creates the references store when upgrading an older database", async () => {
+  const created = [];
+  const existing = new Set(["state", "images"]); // a version-1 database
+  const fakeIndexedDb = {
+    open(name, version) {
+      const req = {};
+      const db = { objectStoreNames: { contains: (n) => existing.has(n) }, createObjectStore: (n) => (created.push(n), existing.add(n)) };
+      setTimeout(() => {
+        assert.equal(name, "novelgen");
+        assert.equal(version, 2);
+        req.result = db;
+        req.onupgradeneeded();
+        req.onsuccess();
+      }, 0);
+      return req;
+    },
+  };
+  const backend = S.indexedDbBackend(fakeIndexedDb);
+  // Opening happens on first use; a transaction is not faked, so stop at the open.
+  await backend.get("references", "x").catch(() => {});
+  assert.deepEqual(created, ["references"]);
+});

@@ -162,6 +162,25 @@ class FakeElement {
     this.clicks++;
   }
 
+  remove() {
+    if (!this.parentNode) return;
+    this.parentNode.childNodes = this.parentNode.childNodes.filter((node) => node !== this);
+    this.parentNode = null;
+  }
+
+  addEventListener(type, listener) {
+    (this.listeners || (this.listeners = [])).push({ type, listener });
+  }
+
+  /** Runs this element's listeners, then its ancestors' when the event bubbles. */
+  dispatchEvent(event) {
+    (this.dispatched || (this.dispatched = [])).push(event);
+    for (let node = this; node; node = event.bubbles ? node.parentNode : null) {
+      for (const { type, listener } of node.listeners || []) if (type === event.type) listener.call(node, event);
+    }
+    return true;
+  }
+
   descendants() {
     const all = [];
     const walk = (element) => {
