@@ -18,10 +18,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from novelgen_desktop import __version__
-from novelgen_desktop.cli import options
+from novelgen_desktop.cli import options, style_commands
 from novelgen_desktop.cli.display import ProgressDisplay, format_duration
 from novelgen_desktop.cli.hub_commands import (
     add_hub_commands,
@@ -32,7 +32,12 @@ from novelgen_desktop.cli.hub_commands import (
 from novelgen_desktop.cli.submit_command import add_submit_commands, cmd_follow, cmd_submit
 from novelgen_desktop.engine.joblock import JobLock
 from novelgen_desktop.engine.jobs import JobOptions, create_job
-from novelgen_desktop.engine.model import JobState, TaskState
+from novelgen_desktop.engine.model import (
+    DEFAULT_MAX_CHAT_TURNS,
+    ChatStrategy,
+    JobState,
+    TaskState,
+)
 from novelgen_desktop.engine.recovery import open_store, reconcile_job
 from novelgen_desktop.engine.runner import JobRunner, RunSummary
 from novelgen_desktop.engine.worker import Worker
@@ -42,6 +47,10 @@ from novelgen_desktop.paths import DataPaths, resolve_data_dir
 from novelgen_desktop.sim.worker import SimBehaviour, make_simulated_workers
 from novelgen_desktop.store.database import Store
 from novelgen_desktop.store.records import JobRecord, TaskRecord
+
+if TYPE_CHECKING:
+    from novelgen_desktop.prompts.model import PromptSpec
+    from novelgen_desktop.style.apply import StyledJob
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_STORE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -141,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"file naming template (default {DEFAULT_TEMPLATE})",
     )
     _add_worker_options(run)
+    style_commands.add_style_options(run)
 
     resume = commands.add_parser("resume", help="continue a job (default: the latest unfinished)")
     resume.add_argument("job", nargs="?")
@@ -188,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_hub_commands(commands)
     add_submit_commands(commands)
+    style_commands.add_compose_command(commands)
     return parser
 
 
@@ -467,19 +478,22 @@ def cmd_run(args: argparse.Namespace, paths: DataPaths) -> int:
     settings = _settings_from_args(args, {})
     _behaviour(settings)  # validate simulation settings before creating the job
     _require_simulate(settings)
+    styled = _styled(args, specs)
+    settings.update(styled.settings)
     out_root = Path(args.out).expanduser() if args.out else paths.default_output_dir
     name = args.name or Path(args.files[0]).stem
     with _open(paths) as store:
         job, tasks = create_job(
             store,
             paths,
-            specs,
+            styled.specs,
             JobOptions(
                 name=name,
                 out_root=out_root,
                 naming_template=args.template,
                 sources=tuple(str(Path(f).resolve()) for f in args.files),
                 settings=settings,
+                references=styled.references,
             ),
         )
         print(
@@ -489,6 +503,37 @@ def cmd_run(args: argparse.Namespace, paths: DataPaths) -> int:
         )
         summary = _run_job(paths, store, job, settings, show=not args.no_progress)
         return _print_summary(store, summary)
+
+
+def _styled(args: argparse.Namespace, specs: Sequence[PromptSpec]) -> StyledJob:
+    """Compose the prompts with ``--style`` and check the chat options, before any job
+    exists: a bible with errors or a panel that cannot be composed starts nothing."""
+    from novelgen_desktop.prompts import PromptImportError  # noqa: PLC0415 - parsers
+    from novelgen_desktop.style import style_job  # noqa: PLC0415
+
+    bible = style_commands.load_bible(args.style) if args.style else None
+    strategy = ChatStrategy(args.chat_strategy or ChatStrategy.PANEL.value)
+    turns = args.max_chat_turns or DEFAULT_MAX_CHAT_TURNS
+    try:
+        styled = style_job(specs, bible, strategy, turns)
+    except PromptImportError as exc:
+        raise ConfigError(
+            f"{len(exc.issues)} panel(s) cannot be composed with style bible {args.style}; "
+            "nothing was started:\n" + "\n".join(f"  {issue}" for issue in exc.issues[:50])
+        ) from None
+    if bible is not None and styled.report is not None:
+        style_commands.summarise_warnings(styled.report.issues)
+        print(
+            f"novelgen: style bible {bible.name} {bible.version}: {len(styled.specs)} prompt(s) "
+            f"composed, {len(styled.references)} reference image(s)",
+            file=sys.stderr,
+        )
+    note = style_commands.parallelism_note(
+        styled.specs, strategy, int(getattr(args, "workers", None) or 3)
+    )
+    if note is not None:
+        print(f"novelgen: {note}", file=sys.stderr)
+    return styled
 
 
 def _job_or_latest(store: Store, ref: str | None, *, unfinished: bool) -> JobRecord:
@@ -681,6 +726,7 @@ COMMANDS = {
     "submit": cmd_submit,
     "gui": cmd_gui,
     "follow": cmd_follow,
+    "compose": style_commands.cmd_compose,
 }
 
 

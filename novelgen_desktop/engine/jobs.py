@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from novelgen_desktop.engine.composition import copy_references
 from novelgen_desktop.engine.model import JobState, TaskState
 from novelgen_desktop.errors import JobNotFoundError
 from novelgen_desktop.output.naming import (
@@ -41,6 +42,8 @@ class JobOptions:
     naming_template: str = DEFAULT_TEMPLATE
     sources: tuple[str, ...] = ()
     settings: dict[str, Any] | None = None
+    # Reference images to keep with the job: (sha256, mime, path of the original file).
+    references: tuple[tuple[str, str, str], ...] = ()
 
 
 def make_job_id(name: str, now: float | None = None) -> str:
@@ -129,6 +132,8 @@ def create_job(
         settings=dict(options.settings or {}),
     )
     tasks = plan_tasks(job_id, specs, template, store.next_task_id())
+    if options.references:  # before the job exists: a job never lacks its images
+        copy_references(paths.job_dir(job_id), options.references)
     store.create_job(job, tasks)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths.job_dir(job_id).mkdir(parents=True, exist_ok=True)

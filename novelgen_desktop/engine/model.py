@@ -53,6 +53,47 @@ class MemoryLevel(enum.StrEnum):
     RECOVERING = "recovering"  # below the resume threshold: workers are let back a few at a time
 
 
+class ChatStrategy(enum.StrEnum):
+    """How a job's prompts share ChatGPT conversations.
+
+    ``panel``: a new chat for every panel (nothing earlier colours the next image).
+    ``page``/``chapter``: one conversation per page or chapter of the script, kept on one
+    worker, so the model sees the earlier panels (consistency) at the price of parallelism
+    within that page or chapter.
+    """
+
+    PANEL = "panel"
+    PAGE = "page"
+    CHAPTER = "chapter"
+
+    def sequence_of(self, chapter: str | None, page: int | None) -> str | None:
+        """The conversation key of a task, or None for a chat of its own. A task without a
+        page number has no page to share under ``page``; without a chapter label the whole
+        job is one chapter."""
+        if self is ChatStrategy.PANEL:
+            return None
+        label = "" if chapter is None else chapter
+        if self is ChatStrategy.CHAPTER:
+            return f"ch:{label}"
+        if page is None:
+            return None
+        return f"ch:{label}/p:{page}"
+
+
+DEFAULT_MAX_CHAT_TURNS = 12
+"""Attempts in one conversation before a sequence continues in a fresh chat."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceFile:
+    """A reference image an attempt attaches (``path`` is the job's own copy)."""
+
+    sha256: str
+    name: str
+    mime: str
+    path: str
+
+
 class ErrorKind(enum.StrEnum):
     """Why an attempt did not produce an image. Mirrors the worker protocol's error kinds."""
 
@@ -77,6 +118,7 @@ class Assignment:
     prompt: str
     deadline: float  # wall-clock seconds (time.time()); the lease expires after this
     metadata: dict[str, Any] = field(default_factory=dict)
+    references: tuple[ReferenceFile, ...] = ()  # attached before the prompt is sent
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,12 +16,19 @@ import errno
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from novelgen_desktop.engine.composition import (
+    chat_strategy_of,
+    composition_fields,
+    reference_files,
+    style_version_of,
+)
 from novelgen_desktop.engine.model import (
     Assignment,
+    ChatStrategy,
     ErrorKind,
     JobState,
     TaskState,
@@ -163,6 +170,7 @@ def manifest_row(
         "width": info.width,
         "height": info.height,
         "prompt": task.prompt,
+        **composition_fields(task),
         "source": task.source,
         "worker": worker_id,
         "account": account_id,
@@ -172,7 +180,9 @@ def manifest_row(
     }
 
 
-def task_slots(tasks: Sequence[TaskRecord]) -> list[TaskSlot]:
+def task_slots(
+    tasks: Sequence[TaskRecord], strategy: ChatStrategy = ChatStrategy.PANEL
+) -> list[TaskSlot]:
     """The scheduler's view of stored tasks (what dispatch decisions need)."""
     return [
         TaskSlot(
@@ -184,6 +194,7 @@ def task_slots(tasks: Sequence[TaskRecord]) -> list[TaskSlot]:
             failures=t.failures,
             not_before=t.not_before,
             rank=t.queue_rank,
+            sequence=strategy.sequence_of(t.chapter, t.page),
         )
         for t in tasks
     ]
@@ -216,8 +227,12 @@ class JobRunner:
         self.workers = {w.worker_id: w for w in workers}
         self.tasks = {t.id: t for t in tasks}
         self.out_dir = Path(job.out_dir)
-        self.scheduler = Scheduler(self.settings.policy)
-        self.scheduler.load(task_slots(tasks))
+        policy = self.settings.policy
+        turns = job.settings.get("max_chat_turns")
+        if isinstance(turns, int) and turns >= 1:
+            policy = replace(policy, max_chat_turns=turns)
+        self.scheduler = Scheduler(policy)
+        self.scheduler.load(task_slots(tasks, chat_strategy_of(job)))
         for account, until in (cooldowns or {}).items():
             self.scheduler.set_cooldown(account, until)
         counts = self.scheduler.counts()
@@ -570,8 +585,12 @@ class JobRunner:
                 worker.account_id,
                 lease.started_at,
                 prompt_sent=task.prompt,
+                style_version=style_version_of(task),
             )
         )
+        chat: tuple[tuple[str, Any], ...] = ()
+        if lease.sequence is not None:
+            chat = (("sequence", lease.sequence), ("new_chat", lease.new_chat))
         assignment = Assignment(
             task_id=lease.task_id,
             attempt=lease.attempt,
@@ -584,9 +603,11 @@ class JobRunner:
                     ("chapter", task.chapter),
                     ("page", task.page),
                     ("panel", task.panel),
+                    *chat,
                 )
                 if value is not None  # absent rather than null, as the protocol has it
             },
+            references=reference_files(self.paths, self.job.id, task),
         )
         self._busy.add(worker.worker_id)
         key = (lease.task_id, lease.attempt)

@@ -16,6 +16,12 @@ Rules:
   policy) is terminal at once: retrying costs money and will be refused again.
 - A rate limit is not a failure: the account cools down until its reset time and the task
   goes straight back to the queue for another account.
+- Chat sequences (the job's chat strategy: one conversation per page or per chapter): a
+  worker that starts a sequence owns it and gets its tasks in order until the sequence is
+  done or the worker cannot work (gone, blocked, held, cooling down); then another worker
+  takes it over in a new chat. Other workers never take an owned sequence's tasks. A lease
+  says whether it starts a new chat: the first of a sequence on a worker, or every
+  ``max_chat_turns`` attempts, because a long conversation slows the page and dilutes it.
 - Results are idempotent by (task, attempt): the first result of any attempt that was really
   issued wins, even after its lease expired (the image was paid for); every later result for
   that task is a duplicate and must not produce a file or a second ``done``.
@@ -43,6 +49,7 @@ class SchedulerPolicy:
     # send the account straight back into the limit in a tight loop.
     min_cooldown: float = 5.0
     worker_capacity: int = 1
+    max_chat_turns: int = 12  # attempts in one conversation before a fresh chat
 
 
 @dataclass(slots=True)
@@ -58,6 +65,7 @@ class TaskSlot:
     not_before: float = 0.0
     cancel_requested: bool = False
     rank: float | None = None  # queue position; None: script order (``seq``)
+    sequence: str | None = None  # the conversation this task belongs to (chat strategy)
 
     @property
     def order(self) -> tuple[int, float]:
@@ -73,6 +81,8 @@ class Lease:
     account_id: str
     started_at: float
     deadline: float
+    sequence: str | None = None  # the conversation the attempt continues (chat strategy)
+    new_chat: bool = False  # start a fresh conversation for it
 
 
 @dataclass(slots=True)
@@ -81,6 +91,9 @@ class WorkerSlot:
     account_id: str
     leases: set[int] = field(default_factory=set)
     blocked_reason: str | None = None  # e.g. login required: no work until it reports ready
+    sequence: str | None = None  # the sequence it owns (its tasks come to it first)
+    chat_sequence: str | None = None  # the sequence of the conversation its tab is in
+    chat_turns: int = 0  # attempts sent in that conversation
 
 
 class QueueMove(enum.StrEnum):
@@ -147,6 +160,10 @@ class Scheduler:
         self._state_before_result: dict[int, TaskState] = {}
         self._ready: list[tuple[int, float, int]] = []  # (-priority, rank, task id)
         self._delayed: list[tuple[float, int]] = []  # (not_before, task id)
+        # Ready tasks of each chat sequence, mirrored from _ready: the owner takes from here,
+        # and the global heap drops an owned sequence's entries lazily when others pop them.
+        self._sequence_ready: dict[str, list[tuple[int, float, int]]] = {}
+        self.sequence_owner: dict[str, str] = {}  # sequence -> worker id
         self.paused = False
         self.cancelled = False
         # Workers the author paused: kept apart from WorkerSlot so that it survives the
@@ -178,7 +195,13 @@ class Scheduler:
         if slot.not_before > 0:
             heapq.heappush(self._delayed, (slot.not_before, slot.id))
         else:
-            heapq.heappush(self._ready, (*slot.order, slot.id))
+            self._push_ready(slot)
+
+    def _push_ready(self, slot: TaskSlot) -> None:
+        entry = (*slot.order, slot.id)
+        heapq.heappush(self._ready, entry)
+        if slot.sequence is not None:
+            heapq.heappush(self._sequence_ready.setdefault(slot.sequence, []), entry)
 
     def _promote_due(self, now: float) -> None:
         while self._delayed and self._delayed[0][0] <= now:
@@ -186,7 +209,7 @@ class Scheduler:
             slot = self.tasks.get(task_id)
             if slot and slot.state is TaskState.QUEUED and slot.not_before == not_before:
                 slot.not_before = 0.0
-                heapq.heappush(self._ready, (*slot.order, slot.id))
+                self._push_ready(slot)
 
     # --- workers and accounts -------------------------------------------------------------
 
@@ -212,6 +235,8 @@ class Scheduler:
         worker = self.workers.pop(worker_id, None)
         if worker is None:
             return []
+        if worker.sequence is not None:
+            self._release_sequence(worker.sequence)
         decisions = []
         for task_id in sorted(worker.leases):
             lease = self.leases.get(task_id)
@@ -242,27 +267,96 @@ class Scheduler:
         if not self.account_available(worker.account_id, now):
             return None
         self._promote_due(now)
-        while self._ready:
-            prio, rank, task_id = heapq.heappop(self._ready)
-            slot = self.tasks[task_id]
-            if slot.state is not TaskState.QUEUED or slot.not_before > now:
-                continue  # stale heap entry
-            if (prio, rank) != slot.order:
-                continue  # moved in the queue since: its current entry is elsewhere in the heap
-            self._set_state(slot, TaskState.LEASED)
-            slot.attempts += 1
-            lease = Lease(
-                task_id=task_id,
-                attempt=slot.attempts,
-                worker_id=worker_id,
-                account_id=worker.account_id,
-                started_at=now,
-                deadline=now + self.policy.lease_seconds,
+        slot = self._next_of_own_sequence(worker, now) or self._next_ready(worker, now)
+        if slot is None:
+            return None
+        self._set_state(slot, TaskState.LEASED)
+        slot.attempts += 1
+        sequence = slot.sequence
+        new_chat = False
+        if sequence is not None:
+            new_chat = (
+                worker.chat_sequence != sequence or worker.chat_turns >= self.policy.max_chat_turns
             )
-            self.leases[task_id] = lease
-            worker.leases.add(task_id)
-            return lease
+            worker.chat_turns = 1 if new_chat else worker.chat_turns + 1
+        else:
+            worker.chat_turns = 0
+        worker.chat_sequence = sequence
+        lease = Lease(
+            task_id=slot.id,
+            attempt=slot.attempts,
+            worker_id=worker_id,
+            account_id=worker.account_id,
+            started_at=now,
+            deadline=now + self.policy.lease_seconds,
+            sequence=sequence,
+            new_chat=new_chat,
+        )
+        self.leases[slot.id] = lease
+        worker.leases.add(slot.id)
+        return lease
+
+    def _is_ready_entry(self, entry: tuple[int, float, int], now: float) -> TaskSlot | None:
+        prio, rank, task_id = entry
+        slot = self.tasks[task_id]
+        if slot.state is not TaskState.QUEUED or slot.not_before > now:
+            return None  # stale heap entry
+        if (prio, rank) != slot.order:
+            return None  # moved in the queue since: its current entry is elsewhere in the heap
+        return slot
+
+    def _next_of_own_sequence(self, worker: WorkerSlot, now: float) -> TaskSlot | None:
+        """The next ready task of the sequence this worker owns: its conversation goes on."""
+        if worker.sequence is None:
+            return None
+        heap = self._sequence_ready.get(worker.sequence)
+        while heap:
+            slot = self._is_ready_entry(heapq.heappop(heap), now)
+            if slot is not None:
+                return slot
         return None
+
+    def _next_ready(self, worker: WorkerSlot, now: float) -> TaskSlot | None:
+        """The most urgent ready task no other working worker's sequence holds."""
+        while self._ready:
+            slot = self._is_ready_entry(heapq.heappop(self._ready), now)
+            if slot is None:
+                continue
+            sequence = slot.sequence
+            if sequence is None:
+                return slot
+            owner = self.sequence_owner.get(sequence)
+            if owner is not None and owner != worker.worker_id:
+                if self._can_work(owner, now):
+                    continue  # its owner takes it from the sequence's own heap
+                self._release_sequence(sequence)  # the owner cannot go on: take it over
+            if worker.sequence is not None and worker.sequence != sequence:
+                self._release_sequence(worker.sequence)
+            worker.sequence = sequence
+            self.sequence_owner[sequence] = worker.worker_id
+            return slot
+        return None
+
+    def _can_work(self, worker_id: str, now: float) -> bool:
+        worker = self.workers.get(worker_id)
+        return (
+            worker is not None
+            and worker.blocked_reason is None
+            and worker_id not in self.held_workers
+            and worker_id not in self.memory_held
+            and self.account_available(worker.account_id, now)
+        )
+
+    def _release_sequence(self, sequence: str) -> None:
+        """Nobody owns ``sequence`` any more: its ready tasks go back to every worker."""
+        owner = self.sequence_owner.pop(sequence, None)
+        worker = self.workers.get(owner) if owner is not None else None
+        if worker is not None and worker.sequence == sequence:
+            worker.sequence = None
+        for entry in self._sequence_ready.get(sequence, ()):
+            slot = self.tasks[entry[2]]
+            if slot.state is TaskState.QUEUED and (entry[0], entry[1]) == slot.order:
+                heapq.heappush(self._ready, entry)
 
     def _release(self, lease: Lease) -> None:
         self.leases.pop(lease.task_id, None)
@@ -447,6 +541,7 @@ class Scheduler:
                 slot.cancel_requested = True
         self._ready.clear()
         self._delayed.clear()
+        self._sequence_ready.clear()
         return cancelled
 
     # --- the author's queue actions -------------------------------------------------------

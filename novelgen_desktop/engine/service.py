@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 from novelgen_desktop.engine.joblock import JobBusyError, JobLock
 from novelgen_desktop.engine.jobs import JobOptions, create_job
 from novelgen_desktop.engine.model import (
+    DEFAULT_MAX_CHAT_TURNS,
+    ChatStrategy,
     JobState,
     MemoryLevel,
     TaskState,
@@ -60,6 +62,8 @@ from novelgen_desktop.store.records import (
     TaskReplaced,
     TaskRequeued,
 )
+from novelgen_desktop.style.apply import style_job
+from novelgen_desktop.style.bible import StyleBible
 
 log = logging.getLogger(__name__)
 
@@ -451,11 +455,21 @@ class JobService:
         naming: str | None = None,
         priority: int = 0,
         sources: Sequence[str] = (),
+        style: StyleBible | None = None,
+        chat_strategy: ChatStrategy | str = ChatStrategy.PANEL,
+        max_chat_turns: int = DEFAULT_MAX_CHAT_TURNS,
     ) -> tuple[JobRecord, int]:
         """Create a durable job (tasks, first snapshot) and queue it. ConfigError on a bad
-        naming template or output folder."""
+        naming template or output folder.
+
+        With a ``style`` bible every prompt is composed first (PromptImportError lists each
+        panel that cannot be); ``chat_strategy`` decides how prompts share conversations.
+        """
         if not specs:
             raise ConfigError("the job has no prompts")
+        styled = await self._in_thread(
+            lambda: style_job(specs, style, chat_strategy, max_chat_turns)
+        )
         template = naming or self.settings.naming_template
         try:
             NamingTemplate(template)
@@ -467,11 +481,12 @@ class JobService:
             out_root=root,
             naming_template=template,
             sources=tuple(sources),
-            settings={"origin": ORIGIN_HUB, "priority": priority},
+            settings={"origin": ORIGIN_HUB, "priority": priority, **styled.settings},
+            references=styled.references,
         )
 
         def create() -> tuple[JobRecord, int]:
-            job, tasks = create_job(self.store, self.paths, specs, options)
+            job, tasks = create_job(self.store, self.paths, styled.specs, options)
             return job, len(tasks)
 
         try:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
-from novelgen_desktop.engine.model import Assignment, WorkerFailure, WorkerResult
-from novelgen_desktop.protocol.messages import Assign, Result, TaskError
+from novelgen_desktop.engine.model import Assignment, ReferenceFile, WorkerFailure, WorkerResult
+from novelgen_desktop.protocol.messages import (
+    Assign,
+    ImageMime,
+    ReferenceImage,
+    ReferenceRef,
+    Result,
+    TaskError,
+)
 from novelgen_desktop.protocol.schema import Metadata, Scalar
 
 
@@ -15,8 +23,11 @@ def _scalar(value: Any) -> Scalar:
     return str(value)
 
 
-def assign_from(assignment: Assignment) -> Assign:
-    """The ``assign`` frame for an engine assignment (non-scalar metadata becomes text)."""
+def assign_from(assignment: Assignment, *, references: bool = True) -> Assign:
+    """The ``assign`` frame for an engine assignment (non-scalar metadata becomes text).
+
+    ``references=False`` for a worker without the ``references`` capability.
+    """
     metadata: Metadata = {str(k): _scalar(v) for k, v in assignment.metadata.items()}
     return Assign(
         task_id=str(assignment.task_id),
@@ -24,6 +35,23 @@ def assign_from(assignment: Assignment) -> Assign:
         prompt=assignment.prompt,
         deadline=float(assignment.deadline),
         metadata=metadata or None,
+        references=tuple(
+            ReferenceRef(sha256=ref.sha256, name=ref.name, mime=ImageMime(ref.mime))
+            for ref in assignment.references
+        )
+        if references
+        else (),
+    )
+
+
+def reference_image_from(reference: ReferenceFile, data: bytes) -> ReferenceImage:
+    """The ``reference_image`` frame carrying ``data`` (the bytes of ``reference``)."""
+    return ReferenceImage(
+        sha256=reference.sha256,
+        name=reference.name,
+        mime=ImageMime(reference.mime),
+        size=len(data),
+        data=base64.b64encode(data).decode("ascii"),
     )
 
 
@@ -35,6 +63,11 @@ def assignment_from(assign: Assign) -> Assignment:
         prompt=assign.prompt,
         deadline=assign.deadline,
         metadata=dict(assign.metadata or {}),
+        # Where the bytes are is the receiving worker's business: it fills ``path`` in.
+        references=tuple(
+            ReferenceFile(sha256=ref.sha256, name=ref.name, mime=ref.mime.value, path="")
+            for ref in assign.references
+        ),
     )
 
 

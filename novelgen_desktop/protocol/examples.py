@@ -37,6 +37,8 @@ from novelgen_desktop.protocol.messages import (
     MemoryState,
     Message,
     Progress,
+    ReferenceImage,
+    ReferenceRef,
     Result,
     Role,
     Stage,
@@ -49,6 +51,11 @@ from novelgen_desktop.protocol.messages import (
     Welcome,
     WorkerStat,
 )
+
+_REFERENCE_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg=="
+)
+_REFERENCE_SHA = hashlib.sha256(_REFERENCE_PNG).hexdigest()
 
 TOKEN = "q3X9vJ2mK8wR5tY7uI0oP4aS6dF1gH3jL5zX7cV9bN2"
 CONVERSATION = "https://chatgpt.com/c/6741d0b5-1f2e-8000-a000-0123456789ab"
@@ -107,6 +114,21 @@ def example_messages() -> list[Message]:
             prompt="Panel 3 of page 12: the keeper climbs the spiral stair, ink and watercolour",
             deadline=1795000600.0,
             metadata={"job_id": "lighthouse-keeper-20261123-7f3a", "panel": 3},
+        ),
+        Assign(
+            task_id="4813",
+            attempt=1,
+            prompt="Maren holds the storm lantern high.\n\nCharacters:\n- Maren: a tall woman",
+            deadline=1795000600.0,
+            metadata={"job_id": "lighthouse-keeper-20261123-7f3a", "sequence": "ch:1/p:3"},
+            references=(ReferenceRef(sha256=_REFERENCE_SHA, name="maren.png", mime=ImageMime.PNG),),
+        ),
+        ReferenceImage(
+            sha256=_REFERENCE_SHA,
+            name="maren.png",
+            mime=ImageMime.PNG,
+            size=len(_REFERENCE_PNG),
+            data=base64.b64encode(_REFERENCE_PNG).decode("ascii"),
         ),
         Cancel(task_id="4812", attempt=2, reason="job paused"),
         Cleanup(request_id="mem-12", action=CleanupAction.RELOAD_TAB, reason="memory pressure"),

@@ -37,6 +37,12 @@ MAX_TEXT_FRAME = max(MAX_SUBMIT_FRAME, MAX_RESULT_FRAME)
 """The transport's ``max_size`` once authenticated."""
 MAX_PROMPTS = 20_000
 MAX_PROMPT_CHARS = 32_000
+MAX_REFERENCE_BYTES = 8 * 2**20
+"""Largest reference image the hub sends (a character sheet; ChatGPT's own upload cap is larger)."""
+MAX_REFERENCES = 8
+"""Reference images attached to one prompt."""
+MAX_REFERENCE_FRAME = 4 * ((MAX_REFERENCE_BYTES + 2) // 3) + 64 * 2**10
+"""A ``reference_image`` carrying its bytes in base64."""
 
 # -- timing (seconds) ---------------------------------------------------------------------------
 AUTH_TIMEOUT = 5.0
@@ -277,9 +283,26 @@ class Ack:
 # == worker role ===============================================================================
 
 
+FILE_NAME_RULE = rule(min_len=1, max_len=255, pattern=r"[^/\\\x00-\x1f]+")
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceRef:
+    """One reference image an ``assign`` wants attached (its bytes came in ``reference_image``)."""
+
+    sha256: str = field(metadata=rule(min_len=64, max_len=64, pattern=SHA256))
+    name: str = field(metadata=FILE_NAME_RULE)
+    mime: ImageMime
+
+
 @dataclass(frozen=True, slots=True)
 class Assign:
-    """Hub → worker: draw ``prompt`` for this attempt before ``deadline``."""
+    """Hub → worker: draw ``prompt`` for this attempt before ``deadline``.
+
+    ``references`` are images to attach to the composer before the prompt (a character's
+    reference sheet); each one's bytes reached this connection in a ``reference_image`` first.
+    ``metadata`` may carry ``sequence`` and ``new_chat``: the job's chat strategy.
+    """
 
     type: ClassVar[str] = "assign"
     senders: ClassVar[frozenset[Role]] = _HUB
@@ -288,6 +311,24 @@ class Assign:
     prompt: str = field(metadata=rule(min_len=1, max_len=MAX_PROMPT_CHARS))
     deadline: float = field(metadata=TIME_RULE)
     metadata: Metadata | None = field(default=None, metadata=rule(max_items=64))
+    references: tuple[ReferenceRef, ...] = field(
+        default=(), metadata=rule(max_items=MAX_REFERENCES)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceImage:
+    """Hub → worker: the bytes of a reference image, sent at most once per connection, before
+    the first ``assign`` that lists it, and only to workers with the ``references`` capability.
+    No answer: a worker that could not keep it fails that assign with ``page_error``."""
+
+    type: ClassVar[str] = "reference_image"
+    senders: ClassVar[frozenset[Role]] = _HUB
+    sha256: str = field(metadata=rule(min_len=64, max_len=64, pattern=SHA256))
+    name: str = field(metadata=FILE_NAME_RULE)
+    mime: ImageMime
+    size: int = field(metadata=rule(ge=1, le=MAX_REFERENCE_BYTES))
+    data: str = field(metadata=rule(min_len=4, max_len=4 * ((MAX_REFERENCE_BYTES + 2) // 3)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -625,6 +666,7 @@ Message = (
     | Error
     | Ack
     | Assign
+    | ReferenceImage
     | Cancel
     | Configure
     | Cleanup
@@ -654,6 +696,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         Error,
         Ack,
         Assign,
+        ReferenceImage,
         Cancel,
         Configure,
         Cleanup,
@@ -674,7 +717,11 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
     )
 }
 
-_FRAME_LIMITS: dict[str, int] = {"submit": MAX_SUBMIT_FRAME, "result": MAX_RESULT_FRAME}
+_FRAME_LIMITS: dict[str, int] = {
+    "submit": MAX_SUBMIT_FRAME,
+    "result": MAX_RESULT_FRAME,
+    "reference_image": MAX_REFERENCE_FRAME,
+}
 _ENVELOPE = frozenset({"v", "type"})
 _SCHEMAS: dict[str, Schema] = {name: schema_for(cls) for name, cls in MESSAGE_TYPES.items()}
 

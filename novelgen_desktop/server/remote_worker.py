@@ -15,15 +15,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from novelgen_desktop.engine.model import Assignment, WorkerOutcome, WorkerResult
+from novelgen_desktop.engine.model import (
+    Assignment,
+    ErrorKind,
+    WorkerFailure,
+    WorkerOutcome,
+    WorkerResult,
+)
 from novelgen_desktop.engine.worker import WorkerCrashed
 from novelgen_desktop.protocol.codes import ErrorCode, ProtocolError
-from novelgen_desktop.protocol.convert import assign_from
+from novelgen_desktop.protocol.convert import assign_from, reference_image_from
 from novelgen_desktop.protocol.messages import (
     Cancel,
     Cleanup,
@@ -38,6 +47,8 @@ from novelgen_desktop.protocol.messages import (
 
 if TYPE_CHECKING:
     from novelgen_desktop.server.hub import Session
+
+log = logging.getLogger(__name__)
 
 RESTART_GRACE = 30.0
 """How long a disconnected worker keeps its attempt in flight (and :meth:`RemoteWorker.restart`
@@ -90,6 +101,7 @@ class RemoteWorker:
         self.instance_id: str | None = None
         self.tab_id: str | None = None  # the browser tab it drives, from its hello
         self.capabilities: frozenset[str] = frozenset()
+        self._references_sent: set[str] = set()  # sha256 of reference_image sent on session
         self._cleanups: dict[str, tuple[CleanupAction, asyncio.Future[CleanupDone]]] = {}
         self._cleanup_seq = 0
         self.restarts = 0  # reconnections under a new instance id
@@ -140,11 +152,23 @@ class RemoteWorker:
         if self._in_flight is not None:
             raise RuntimeError(f"worker {self.worker_id} already has an attempt in flight")
         key = (assignment.task_id, assignment.attempt)
-        frame = assign_from(assignment)
+        attaches = "references" in self.capabilities
+        if assignment.references and not attaches:
+            log.warning(
+                "worker %s cannot attach reference images (no 'references' capability): "
+                "task %s is sent without them",
+                self.worker_id,
+                assignment.task_id,
+            )
+        frame = assign_from(assignment, references=attaches)
         future: asyncio.Future[WorkerOutcome] = asyncio.get_running_loop().create_future()
         self._in_flight, self._future = key, future
         _remember(self._issued, key)
         try:
+            if attaches:
+                failure = await self._send_references(session, assignment)
+                if failure is not None:
+                    return failure
             if not await session.send(frame):
                 raise WorkerCrashed("connection lost sending assign")
             return await future
@@ -156,6 +180,40 @@ class RemoteWorker:
         finally:
             if self._future is future:
                 self._in_flight, self._future = None, None
+
+    async def _send_references(
+        self, session: Session, assignment: Assignment
+    ) -> WorkerFailure | None:
+        """Send each reference image this connection has not had yet, before the assign.
+
+        The job's copy of an image is named by its hash; one that is missing or changed is
+        the job folder's damage, reported on the attempt rather than sent wrong.
+        """
+        for reference in assignment.references:
+            if reference.sha256 in self._references_sent:
+                continue
+            try:
+                data = await asyncio.to_thread(Path(reference.path).read_bytes)
+            except OSError as exc:
+                return WorkerFailure(
+                    assignment.task_id,
+                    assignment.attempt,
+                    ErrorKind.OUTPUT_ERROR,
+                    f"reference image {reference.name} cannot be read from the job folder: "
+                    f"{exc.strerror or exc}",
+                )
+            if hashlib.sha256(data).hexdigest() != reference.sha256:
+                return WorkerFailure(
+                    assignment.task_id,
+                    assignment.attempt,
+                    ErrorKind.OUTPUT_ERROR,
+                    f"reference image {reference.name} in the job folder is damaged "
+                    f"(its SHA-256 changed): {reference.path}",
+                )
+            if not await session.send(reference_image_from(reference, data)):
+                raise WorkerCrashed("connection lost sending a reference image")
+            self._references_sent.add(reference.sha256)
+        return None
 
     @property
     def in_flight(self) -> tuple[int, int] | None:
@@ -254,6 +312,7 @@ class RemoteWorker:
         self.instance_id = hello.instance_id
         self.tab_id = hello.tab_id
         self.capabilities = frozenset(hello.capabilities)
+        self._references_sent = set()  # a new connection has none of them
         self.connections += 1
         self.last_status = None  # a new connection reports its own health
         self._detached_at = None

@@ -14,6 +14,8 @@ reconnect of a live instance lists what it still holds in ``hello.holding``.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import enum
 import hashlib
@@ -43,6 +45,7 @@ from novelgen_desktop.protocol.convert import assignment_from, task_error_from
 from novelgen_desktop.protocol.framing import image_frame
 from novelgen_desktop.protocol.messages import (
     MAX_HOLDING,
+    MAX_REFERENCE_FRAME,
     SUPPORTED_VERSIONS,
     Ack,
     Assign,
@@ -59,6 +62,7 @@ from novelgen_desktop.protocol.messages import (
     ImageEncoding,
     ImageMime,
     Message,
+    ReferenceImage,
     Result,
     Role,
     Status,
@@ -71,7 +75,7 @@ from novelgen_desktop.sim.worker import SimBehaviour, SimulatedWorker, make_simu
 
 log = logging.getLogger(__name__)
 
-CAPABILITIES = ("binary_frames", "image_png", "cleanup")
+CAPABILITIES = ("binary_frames", "image_png", "cleanup", "references")
 HANDSHAKE_TIMEOUT = 10.0
 """Seconds to open the WebSocket and to receive ``welcome``."""
 BACKOFF_INITIAL = 0.1
@@ -236,6 +240,9 @@ class RemoteSimWorker:
         self.faults = faults or RemoteFaults()
         self.ssl_context = ssl_context
         self.attempts = 0  # attempts started (the fault counters count these)
+        self.references: dict[str, bytes] = {}  # reference images received, by SHA-256
+        # (task id, attempt, SHA-256 of each reference) for every assign with its references
+        self.attached: list[tuple[str, int, list[str]]] = []
         self.disconnects = 0
         self.duplicates_sent = 0
         self.pressure_reports = 0
@@ -335,6 +342,7 @@ class RemoteSimWorker:
             open_timeout=HANDSHAKE_TIMEOUT,
             close_timeout=1.0,
             ssl=self.ssl_context if url.startswith("wss://") else None,
+            max_size=MAX_REFERENCE_FRAME,  # the largest frame a hub sends
         ) as ws:
             hello = Hello(
                 token=token,
@@ -407,6 +415,8 @@ class RemoteSimWorker:
                 continue
             if isinstance(message, Assign):
                 self._start(message)
+            elif isinstance(message, ReferenceImage):
+                self._keep_reference(message)
             elif isinstance(message, Ack):
                 self._acked(conn, message)
             elif isinstance(message, Error):
@@ -445,17 +455,63 @@ class RemoteSimWorker:
 
     # -- attempts ---------------------------------------------------------------------------
 
+    async def _send_outcome(
+        self, key: Key, outcome: WorkerOutcome, elapsed: float, number: int = 0
+    ) -> None:
+        frames = _frames(outcome, elapsed)
+        self.unacked[key] = frames
+        conn = self._conn
+        if conn is not None:
+            text, binary = frames
+            copies = 2 if number and _every(self.faults.duplicate_every, number) else 1
+            for _ in range(copies):
+                conn.awaiting.append(key)
+                with contextlib.suppress(ConnectionClosed):
+                    await conn.send(text, *([binary] if binary is not None else []))
+            self.duplicates_sent += copies - 1
+
+    def _keep_reference(self, message: ReferenceImage) -> None:
+        """Keep a reference image the way the extension does: checked, by its hash."""
+        try:
+            data = base64.b64decode(message.data, validate=True)
+        except binascii.Error:
+            log.warning("reference image %s: data is not base64", message.name)
+            return
+        if len(data) != message.size or hashlib.sha256(data).hexdigest() != message.sha256:
+            log.warning("reference image %s: size or SHA-256 does not match", message.name)
+            return
+        self.references[message.sha256] = data
+
     def _start(self, assign: Assign) -> None:
         key = (assign.task_id, assign.attempt)
         if key in self._running or key in self.unacked:
             return  # a repeated assign: the outcome is (being) produced already
         self.attempts += 1
-        task = asyncio.create_task(self._attempt(key, assignment_from(assign)))
+        missing = [ref.name for ref in assign.references if ref.sha256 not in self.references]
+        assignment = assignment_from(assign)
+        if missing:
+            # As the extension: no prompt is sent without its references (nothing is paid).
+            failure = WorkerFailure(
+                assignment.task_id,
+                assignment.attempt,
+                ErrorKind.PAGE_ERROR,
+                "reference image never received: " + ", ".join(missing),
+            )
+            self._running[key] = asyncio.create_task(self._report(key, failure))
+            return
+        self.attached.append(
+            (assign.task_id, assign.attempt, [r.sha256 for r in assign.references])
+        )
+        task = asyncio.create_task(self._attempt(key, assignment))
         self._running[key] = task
         if _every(self.faults.disconnect_every, self.attempts) and self._conn is not None:
             self.disconnects += 1
             self._away_until = time.monotonic() + self.faults.away
             self._conn.abort()  # the attempt goes on; the worker comes back holding it
+
+    async def _report(self, key: Key, outcome: WorkerFailure) -> None:
+        self._running.pop(key, None)
+        await self._send_outcome(key, outcome, 0.0)
 
     async def _attempt(self, key: Key, assignment: Assignment) -> None:
         assert self.sim is not None
@@ -478,17 +534,7 @@ class RemoteSimWorker:
         self._running.pop(key, None)
         number = self.attempts
         if isinstance(outcome, WorkerResult | WorkerFailure):
-            frames = _frames(outcome, time.monotonic() - started)
-            self.unacked[key] = frames
-            conn = self._conn
-            if conn is not None:
-                text, binary = frames
-                copies = 2 if _every(self.faults.duplicate_every, number) else 1
-                for _ in range(copies):
-                    conn.awaiting.append(key)
-                    with contextlib.suppress(ConnectionClosed):
-                        await conn.send(text, *([binary] if binary is not None else []))
-                self.duplicates_sent += copies - 1
+            await self._send_outcome(key, outcome, time.monotonic() - started, number)
         self.turns += 1
         self.heap_bytes += self.heap.growth_per_attempt
         if self.heap.growth_per_attempt:

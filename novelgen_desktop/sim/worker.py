@@ -12,6 +12,7 @@ import asyncio
 import functools
 import hashlib
 import math
+import os
 import random
 from dataclasses import dataclass
 
@@ -120,6 +121,14 @@ class SimulatedWorker:
             await asyncio.sleep(latency)
         roll = self._rng.random()
         task, attempt = assignment.task_id, assignment.attempt
+        missing = [r.name for r in assignment.references if r.path and not os.path.isfile(r.path)]
+        if missing:  # as a browser: no prompt without its reference images
+            return WorkerFailure(
+                task,
+                attempt,
+                ErrorKind.PAGE_ERROR,
+                "reference image missing: " + ", ".join(missing),
+            )
         if b.crash_every and self.executed % b.crash_every == 0:
             raise WorkerCrashed(f"simulated crash of {self.worker_id} (every {b.crash_every})")
         if b.rate_limit_every and self.executed % b.rate_limit_every == 0:

@@ -576,7 +576,7 @@ def _apply_one(conn: sqlite3.Connection, op: StoreOp) -> None:
         case AttemptStarted():
             conn.execute(
                 "INSERT INTO attempts (task_id, attempt, worker_id, account_id, started_at, "
-                "prompt_sent) VALUES (?,?,?,?,?,?)",
+                "prompt_sent, style_version) VALUES (?,?,?,?,?,?,?)",
                 (
                     op.task_id,
                     op.attempt,
@@ -584,6 +584,7 @@ def _apply_one(conn: sqlite3.Connection, op: StoreOp) -> None:
                     op.account_id,
                     op.started_at,
                     op.prompt_sent,
+                    op.style_version,
                 ),
             )
             conn.execute(

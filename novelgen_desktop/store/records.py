@@ -89,6 +89,7 @@ class AttemptStarted:
     account_id: str
     started_at: float
     prompt_sent: str | None = None
+    style_version: str | None = None  # the style bible the prompt was composed with
 
 
 @dataclass(frozen=True, slots=True)

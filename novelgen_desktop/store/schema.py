@@ -133,7 +133,16 @@ def _migrate_to_v2(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE tasks ADD COLUMN queue_rank REAL")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_to_v1, _migrate_to_v2)
+def _migrate_to_v3(conn: sqlite3.Connection) -> None:
+    """The style bible version each attempt was composed with (NULL: no bible)."""
+    conn.execute("ALTER TABLE attempts ADD COLUMN style_version TEXT")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _migrate_to_v1,
+    _migrate_to_v2,
+    _migrate_to_v3,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

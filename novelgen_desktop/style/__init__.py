@@ -4,7 +4,8 @@
 a panel into the exact text sent (pure, deterministic), ``apply`` composes a whole script.
 """
 
-from novelgen_desktop.style.apply import COMPOSITION_KEY, ComposeReport, compose_specs
+from novelgen_desktop.engine.composition import COMPOSITION_KEY
+from novelgen_desktop.style.apply import ComposeReport, StyledJob, compose_specs, style_job
 from novelgen_desktop.style.bible import Entity, EntityKind, ReferenceImage, StyleBible
 from novelgen_desktop.style.composer import (
     ComposedPrompt,
@@ -27,8 +28,10 @@ __all__ = [
     "ReferenceImage",
     "StyleBible",
     "StyleBibleError",
+    "StyledJob",
     "compose",
     "compose_specs",
     "load_style_bible",
     "parse_style_bible",
+    "style_job",
 ]

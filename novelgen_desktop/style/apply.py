@@ -12,12 +12,13 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from novelgen_desktop.prompts.issues import WARNING, ImportIssue
+from novelgen_desktop.engine.composition import COMPOSITION_KEY
+from novelgen_desktop.engine.model import DEFAULT_MAX_CHAT_TURNS, ChatStrategy
+from novelgen_desktop.errors import ConfigError
+from novelgen_desktop.prompts.issues import WARNING, ImportIssue, PromptImportError
 from novelgen_desktop.prompts.model import PromptSpec
 from novelgen_desktop.style.bible import StyleBible
 from novelgen_desktop.style.composer import ComposedPrompt, ComposeError, Composer, panel_of
-
-COMPOSITION_KEY = "composition"
 
 
 @dataclasses.dataclass
@@ -107,3 +108,65 @@ def compose_specs(
                 )
             )
     return report
+
+
+MAX_CHAT_TURNS_RANGE = (1, 200)
+
+
+@dataclasses.dataclass(frozen=True)
+class StyledJob:
+    """What a job is created from when it has a bible or a chat strategy: composed specs,
+    the job settings that record both, and the reference images to copy into the job."""
+
+    specs: list[PromptSpec]
+    settings: dict[str, Any]
+    references: tuple[tuple[str, str, str], ...]
+    report: ComposeReport | None
+
+
+def style_job(
+    specs: Sequence[PromptSpec],
+    bible: StyleBible | None,
+    chat_strategy: ChatStrategy | str = ChatStrategy.PANEL,
+    max_chat_turns: int = DEFAULT_MAX_CHAT_TURNS,
+) -> StyledJob:
+    """Compose ``specs`` with ``bible`` (if any) and check the chat settings.
+
+    Raises :class:`PromptImportError` listing every panel that cannot be composed (nothing is
+    created then), :class:`ConfigError` for a bad strategy or turn count.
+    """
+    try:
+        strategy = ChatStrategy(chat_strategy)
+    except ValueError:
+        raise ConfigError(
+            f"chat strategy {chat_strategy!r}: expected one of "
+            + ", ".join(s.value for s in ChatStrategy)
+        ) from None
+    low, high = MAX_CHAT_TURNS_RANGE
+    if isinstance(max_chat_turns, bool) or not low <= max_chat_turns <= high:
+        raise ConfigError(f"max chat turns {max_chat_turns!r}: expected {low} to {high}")
+    settings: dict[str, Any] = {"chat_strategy": strategy.value}
+    if strategy is not ChatStrategy.PANEL:
+        settings["max_chat_turns"] = max_chat_turns
+    if bible is None:
+        return StyledJob(list(specs), settings, (), None)
+    report = compose_specs(specs, bible)
+    if report.errors:
+        raise PromptImportError(report.errors)
+    settings["style_bible"] = {
+        "name": bible.name,
+        "version": bible.version,
+        "file": bible.source,
+    }
+    used = {ref["sha256"] for spec in report.specs for ref in _references_of(spec)}
+    references = tuple(
+        (ref.sha256, ref.mime, ref.path)
+        for sha, ref in sorted(bible.all_references().items())
+        if sha in used
+    )
+    return StyledJob(report.specs, settings, references, report)
+
+
+def _references_of(spec: PromptSpec) -> list[dict[str, str]]:
+    composition = spec.metadata.get(COMPOSITION_KEY) or {}
+    return list(composition.get("references", ()))

@@ -15,7 +15,12 @@ from novelgen_desktop.protocol.schema import schema_for
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 TEXT = DOC.read_text(encoding="utf-8")
 JSON_BLOCKS = re.findall(r"^```json\n(.*?)^```", TEXT, flags=re.DOTALL | re.MULTILINE)
-NESTED = {"WorkerStat": m.WorkerStat, "ErrorGroup": m.ErrorGroup, "JobSummary": m.JobSummary}
+NESTED = {
+    "ReferenceRef": m.ReferenceRef,
+    "WorkerStat": m.WorkerStat,
+    "ErrorGroup": m.ErrorGroup,
+    "JobSummary": m.JobSummary,
+}
 
 
 def sections() -> dict[str, str]:

@@ -215,7 +215,9 @@ def test_apply_attempt_started(store: Store, new_job: JobFactory, snapshot_table
     _job, tasks = new_job("j", tasks=2)
     task = tasks[0]
     before = snapshot_tables(store)
-    store.apply([AttemptStarted(task.id, 1, "w1", "acc1", 10.0, prompt_sent="sent")])
+    store.apply(
+        [AttemptStarted(task.id, 1, "w1", "acc1", 10.0, prompt_sent="sent", style_version="3+ab")]
+    )
     changes = diff(before, snapshot_tables(store))
     assert set(changes) == {"attempts", "tasks"}
     removed, added = changes["attempts"]
@@ -234,6 +236,7 @@ def test_apply_attempt_started(store: Store, new_job: JobFactory, snapshot_table
         "conversation_url": None,
         "image_id": None,
         "prompt_sent": "sent",
+        "style_version": "3+ab",
     }
     removed, added = changes["tasks"]
     assert len(removed) == len(added) == 1  # only this task
