@@ -227,7 +227,11 @@ def content_hash(bible: StyleBible) -> str:
     data = {
         "style": dict(sorted(bible.style.items())),
         "negative": list(bible.negative),
-        "entities": [entity_data(e) for e in bible.entities],
+        # Sorted: the order of the tables in the file changes no prompt, so not the version.
+        "entities": [
+            entity_data(e)
+            for e in sorted(bible.entities, key=lambda e: (e.kind.value, e.name.casefold()))
+        ],
         "chapters": {label: chapter_data(c) for label, c in sorted(bible.chapters.items())},
         "max_prompt_chars": bible.max_prompt_chars,
         "max_references": bible.max_references,

@@ -41,7 +41,7 @@ from novelgen_desktop.style.toml_lines import KeyPath, key_lines, line_of
 MAX_BIBLE_BYTES = 4 * 2**20
 MAX_REFERENCE_BYTES = 8 * 2**20  # the protocol's MAX_REFERENCE_BYTES
 MAX_TEXT_CHARS = 4000  # one description; the whole prompt has its own limit
-_NAME_RE = re.compile(r"[^\W_][\w .'’&-]{0,63}")
+_NAME_RE = re.compile(r"[^\W\d_][\w .'’&-]{0,63}")
 _SYNTAX_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 _TOP_KEYS = ("bible", "style", "characters", "locations", "props", "chapters")
@@ -245,6 +245,8 @@ class _BibleReader:
         if isinstance(body, str):  # [characters] Maren = "description" shorthand
             body = {"description": body}
         table = self.table(body, path)
+        if not isinstance(body, dict):
+            return None  # reported: not a table (its missing description would be noise)
         self.check_keys(table, path, _ENTITY_KEYS)
         description = self.text(table.get("description"), (*path, "description"), required=True)
         short = self.text(table.get("short"), (*path, "short"))
@@ -446,7 +448,11 @@ def _read(reader: _BibleReader, data: dict[str, Any], file: str) -> StyleBible:
     style, negative = reader.style(data.get("style"), ("style",))
     if "style" not in data:
         reader.error(("style",), 'a bible needs a [style] table (at least medium = "...")')
-    elif "medium" not in style and not any(i.field == "style.medium" for i in reader.sink.issues):
+    elif (
+        isinstance(data["style"], dict)  # otherwise reported: not a table
+        and "medium" not in style
+        and not any(i.field == "style.medium" for i in reader.sink.issues)
+    ):
         reader.error(("style",), '[style] needs medium = "..." (what kind of picture this is)')
     entities = reader.entities(data)
     reader.check_names_unique(entities)
