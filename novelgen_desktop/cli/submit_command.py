@@ -30,7 +30,8 @@ from novelgen_desktop.cli.hub_client import (
     read_token,
 )
 from novelgen_desktop.cli.hub_commands import DEFAULT_PORT
-from novelgen_desktop.engine.model import JobState
+from novelgen_desktop.cli.style_commands import add_style_options, resolve_style_path
+from novelgen_desktop.engine.model import ChatStrategy, JobState
 from novelgen_desktop.errors import ConfigError
 from novelgen_desktop.paths import DataPaths
 from novelgen_desktop.protocol.messages import (
@@ -80,6 +81,7 @@ def add_submit_commands(commands: Any) -> None:
     submit.add_argument(
         "--detach", action="store_true", help="print the job id and return; do not follow"
     )
+    add_style_options(submit)
 
     follow = commands.add_parser(
         "follow",
@@ -139,6 +141,9 @@ def cmd_submit(args: argparse.Namespace, paths: DataPaths) -> int:
         out_dir=str(Path(args.out).expanduser().resolve()) if args.out else None,
         naming=args.template,
         priority=args.priority,
+        style=resolve_style_path(args.style),
+        chat_strategy=ChatStrategy(args.chat_strategy) if args.chat_strategy else None,
+        max_chat_turns=args.max_chat_turns,
     )
     return asyncio.run(_submit(args, request, token, token_path))
 

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from novelgen_desktop.engine.model import ErrorKind, JobState, MemoryLevel
+from novelgen_desktop.engine.model import ChatStrategy, ErrorKind, JobState, MemoryLevel
 from novelgen_desktop.protocol.codes import ErrorCode, ProtocolError
 from novelgen_desktop.protocol.schema import Metadata, Schema, field_error, rule, schema_for
 
@@ -506,6 +506,9 @@ class Submit:
     out_dir: str | None = field(default=None, metadata=rule(min_len=1, max_len=4096))
     naming: str | None = field(default=None, metadata=rule(min_len=1, max_len=512))
     priority: int | None = field(default=None, metadata=rule(ge=-1000, le=1000))
+    style: str | None = field(default=None, metadata=rule(min_len=1, max_len=4096))
+    chat_strategy: ChatStrategy | None = None
+    max_chat_turns: int | None = field(default=None, metadata=rule(ge=1, le=200))
 
     def validate(self) -> None:
         if (self.prompts is None) == (self.path is None):

@@ -16,7 +16,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from novelgen_desktop.engine.model import ErrorKind, JobState, MemoryLevel
+from novelgen_desktop.engine.model import (
+    DEFAULT_MAX_CHAT_TURNS,
+    ChatStrategy,
+    ErrorKind,
+    JobState,
+    MemoryLevel,
+)
 from novelgen_desktop.engine.service import (
     ErrorGroupView,
     JobService,
@@ -25,6 +31,7 @@ from novelgen_desktop.engine.service import (
     specs_from_prompts,
 )
 from novelgen_desktop.errors import ConfigError, JobNotFoundError
+from novelgen_desktop.prompts.issues import PromptImportError
 from novelgen_desktop.protocol.codes import ErrorCode, ProtocolError
 from novelgen_desktop.protocol.messages import (
     Ack,
@@ -44,6 +51,8 @@ from novelgen_desktop.protocol.messages import (
     Subscribe,
     WorkerStat,
 )
+from novelgen_desktop.style.bible import StyleBible
+from novelgen_desktop.style.loader import StyleBibleError, load_style_bible
 
 if TYPE_CHECKING:
     from novelgen_desktop.prompts.model import PromptSpec
@@ -117,6 +126,7 @@ class ClientRequests:
             path = _absolute(request.path, "path")
             specs = await _read_script(path)
             skipped, sources = 0, (str(path),)
+        bible = await _read_bible(_absolute(request.style, "style")) if request.style else None
         try:
             job, count = await self.service.submit(
                 request.name,
@@ -125,7 +135,14 @@ class ClientRequests:
                 naming=request.naming,
                 priority=request.priority or 0,
                 sources=sources,
+                style=bible,
+                chat_strategy=request.chat_strategy or ChatStrategy.PANEL,
+                max_chat_turns=request.max_chat_turns or DEFAULT_MAX_CHAT_TURNS,
             )
+        except PromptImportError as exc:  # panels the bible cannot compose
+            field = "path" if request.path is not None else "prompts"
+            message = f"cannot be composed with style bible {request.style}:\n{exc}"
+            raise ProtocolError(ErrorCode.BAD_FIELD, message[:4096], field=field) from exc
         except ConfigError as exc:
             field = "naming" if "template" in str(exc).lower() else "out_dir"
             raise ProtocolError(ErrorCode.BAD_FIELD, str(exc)[:4096], field=field) from exc
@@ -279,6 +296,15 @@ async def _read_script(path: Path) -> list[PromptSpec]:
     except PromptImportError as exc:
         message = f"{path} cannot become a job:\n{exc}"
         raise ProtocolError(ErrorCode.BAD_FIELD, message[:4096], field="path") from exc
+
+
+async def _read_bible(path: Path) -> StyleBible:
+    """Load a style bible the hub can read, off the loop; every problem named at file:line."""
+    try:
+        return await asyncio.to_thread(load_style_bible, path)
+    except StyleBibleError as exc:
+        message = f"{path} is not a usable style bible:\n{exc}"
+        raise ProtocolError(ErrorCode.BAD_FIELD, message[:4096], field="style") from exc
 
 
 def _memory_state(status: MemoryStatus) -> MemoryState:

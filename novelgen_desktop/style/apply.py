@@ -17,7 +17,7 @@ from novelgen_desktop.engine.model import DEFAULT_MAX_CHAT_TURNS, ChatStrategy
 from novelgen_desktop.errors import ConfigError
 from novelgen_desktop.prompts.issues import WARNING, ImportIssue, PromptImportError
 from novelgen_desktop.prompts.model import PromptSpec
-from novelgen_desktop.style.bible import StyleBible
+from novelgen_desktop.style.bible import MAX_MAX_PROMPT_CHARS, StyleBible
 from novelgen_desktop.style.composer import ComposedPrompt, ComposeError, Composer, panel_of
 
 
@@ -149,7 +149,21 @@ def style_job(
     if strategy is not ChatStrategy.PANEL:
         settings["max_chat_turns"] = max_chat_turns
     if bible is None:
-        return StyledJob(list(specs), settings, (), None)
+        styled = [_with_panel_style(spec) for spec in specs]
+        too_long = [
+            ImportIssue(
+                spec.source.file,
+                spec.source.line,
+                f"the prompt with its style is {len(spec.text)} characters; at most "
+                f"{MAX_MAX_PROMPT_CHARS} can be sent",
+                field="style",
+            )
+            for spec in styled
+            if len(spec.text) > MAX_MAX_PROMPT_CHARS
+        ]
+        if too_long:
+            raise PromptImportError(too_long)
+        return StyledJob(styled, settings, (), None)
     report = compose_specs(specs, bible)
     if report.errors:
         raise PromptImportError(report.errors)
@@ -165,6 +179,16 @@ def style_job(
         if sha in used
     )
     return StyledJob(report.specs, settings, references, report)
+
+
+def _with_panel_style(spec: PromptSpec) -> PromptSpec:
+    """Without a bible a panel's own ``style`` (a CSV column, the import dialog's default
+    style) is still part of what is asked for: it follows the description."""
+    if not spec.style:
+        return spec
+    text = f"{spec.text}\n\nStyle: {spec.style.strip().rstrip('.')}."
+    metadata = {**spec.metadata, COMPOSITION_KEY: {"description": spec.text}}
+    return dataclasses.replace(spec, text=text, metadata=metadata)
 
 
 def _references_of(spec: PromptSpec) -> list[dict[str, str]]:
