@@ -30,6 +30,7 @@ from novelgen_desktop.cli.hub_commands import (
     cmd_sim_worker,
 )
 from novelgen_desktop.cli.submit_command import add_submit_commands, cmd_follow, cmd_submit
+from novelgen_desktop.engine.composition import COMPOSITION_KEY
 from novelgen_desktop.engine.joblock import JobLock
 from novelgen_desktop.engine.jobs import JobOptions, create_job
 from novelgen_desktop.engine.model import (
@@ -665,6 +666,9 @@ def cmd_export(args: argparse.Namespace, paths: DataPaths) -> int:
         "panel",
         "variant",
         "prompt",
+        "description",
+        "characters",
+        "style_version",
         "output_path",
         "sha256",
         "size",
@@ -678,7 +682,14 @@ def cmd_export(args: argparse.Namespace, paths: DataPaths) -> int:
     ]
     with _open(paths) as store:
         job = store.find_job(args.job)
-        rows = [{c: asdict(t)[c] for c in columns} for t in store.iter_tasks(job.id)]
+        rows = []
+        for task in store.iter_tasks(job.id):
+            row = asdict(task)
+            composition = row["metadata"].get(COMPOSITION_KEY) or {}
+            row["description"] = composition.get("description", task.prompt)
+            row["style_version"] = composition.get("version")
+            row["characters"] = "; ".join(task.characters)
+            rows.append({c: row[c] for c in columns})
     for row in rows:
         row["state"] = str(row["state"])
     handle = (

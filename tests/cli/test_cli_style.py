@@ -184,3 +184,20 @@ def test_chat_options_are_checked(inputs: tuple[Path, Path]) -> None:
         main(["run", str(script), "--chat-strategy", "scene", *SIM])
     with pytest.raises(SystemExit):
         main(["run", str(script), "--max-chat-turns", "0", *SIM])
+
+
+def test_export_has_the_description_characters_and_style_version(
+    inputs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bible_path, script = inputs
+    argv = ["run", str(script), "--style", str(bible_path), "--out", str(tmp_path / "o"), *SIM]
+    assert main(argv) == 0
+    job_id = job_ids(Path(os.environ["NOVELGEN_DATA_DIR"]))[-1]
+    capsys.readouterr()
+    assert main(["export", job_id, "--format", "json"]) == 0
+    tasks = json.loads(capsys.readouterr().out)["tasks"]
+    first = tasks[0]
+    assert first["description"] == "MAREN climbs to the lamp room."
+    assert first["prompt"].startswith("MAREN climbs to the lamp room.\n\nCharacters:")
+    assert first["characters"] == "Maren"
+    assert first["style_version"].startswith("2+")
