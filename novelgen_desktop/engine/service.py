@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from novelgen_desktop.engine.composition import COMPOSITION_KEY
 from novelgen_desktop.engine.joblock import JobBusyError, JobLock
 from novelgen_desktop.engine.jobs import JobOptions, create_job
 from novelgen_desktop.engine.model import (
@@ -138,6 +140,11 @@ class TaskRow:
     output_path: str | None
     source: str | None
     finished_at: float | None
+    # How the prompt was composed (a style bible): the panel's own text, who is in it, and
+    # the bible version. ``description`` is None when the prompt was not composed.
+    characters: tuple[str, ...] = ()
+    description: str | None = None
+    style_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -888,7 +895,7 @@ class JobService:
             )
             row = table.rows.get(task_id)
             if row is None or table.keys.get(task_id) != key:
-                seq, chapter, page, panel, variant, prompt, planned_path, source = fixed
+                seq, chapter, page, panel, variant, prompt, planned_path, source, style = fixed
                 row = TaskRow(
                     task_id=task_id,
                     seq=seq,
@@ -910,6 +917,9 @@ class JobService:
                     output_path=progress[10],
                     source=source,
                     finished_at=progress[11],
+                    characters=style[0],
+                    description=style[1],
+                    style_version=style[2],
                 )
                 table.rows[task_id] = row
                 table.keys[task_id] = key
@@ -1201,11 +1211,22 @@ class _TaskTable:
 
 def _static_columns(store: Store, job_id: str) -> dict[int, tuple[Any, ...]]:
     rows = store.execute(
-        "SELECT id, seq, chapter, page, panel, variant, prompt, planned_path, source "
-        "FROM tasks WHERE job_id = ? ORDER BY seq",
+        "SELECT id, seq, chapter, page, panel, variant, prompt, planned_path, source, "
+        "characters, metadata FROM tasks WHERE job_id = ? ORDER BY seq",
         (job_id,),
     ).fetchall()
-    return {row[0]: tuple(row)[1:] for row in rows}
+    return {row[0]: (*tuple(row)[1:9], _style_columns(row[9], row[10])) for row in rows}
+
+
+def _style_columns(
+    characters: str, metadata: str
+) -> tuple[tuple[str, ...], str | None, str | None]:
+    """(characters, description, style version) from a task's stored JSON columns."""
+    cast = tuple(json.loads(characters)) if characters != "[]" else ()
+    if COMPOSITION_KEY not in metadata:  # most tasks of an unstyled job: skip the parse
+        return cast, None, None
+    composition = json.loads(metadata).get(COMPOSITION_KEY) or {}
+    return cast, composition.get("description"), composition.get("version")
 
 
 def _stored_queue_order(progress: Iterable[tuple[Any, ...]]) -> list[int]:

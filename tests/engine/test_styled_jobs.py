@@ -275,3 +275,28 @@ def test_a_panel_style_reaches_the_prompt_without_a_bible(paths: DataPaths) -> N
             await service.stop()
 
     run(scenario)
+
+
+def test_the_task_table_shows_description_characters_and_version(
+    paths: DataPaths, bible: StyleBible
+) -> None:
+    async def scenario() -> None:
+        service = JobService(paths)
+        await service.start()
+        try:
+            specs, _ = specs_from_prompts(["@Maren and @Isak at the rail", "the sea"])
+            job, _ = await service.submit("table", specs, style=bible)
+            rows = (await service.task_table(job.id)).rows
+            plain, _ = await service.submit("plain", specs_from_prompts(["a fox"])[0])
+            plain_rows = (await service.task_table(plain.id)).rows
+        finally:
+            await service.stop()
+        assert [r.characters for r in rows] == [("Maren", "Isak"), ()]
+        assert [r.description for r in rows] == ["Maren and Isak at the rail", "the sea"]
+        assert {r.style_version for r in rows} == {bible.version}
+        assert rows[0].prompt.startswith("Maren and Isak at the rail\n\nCharacters:")
+        assert [(r.characters, r.description, r.style_version) for r in plain_rows] == [
+            ((), None, None)
+        ]
+
+    run(scenario)
