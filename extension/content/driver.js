@@ -204,6 +204,25 @@
 
   class Cancelled extends Error {}
 
+  /**
+   * An image the user sent, not one ChatGPT drew: a reference image shown in a user turn (its
+   * src is an estuary `file_…` URL like a generated image's) or an attachment preview in the
+   * composer's form. Such an image is never taken as the result of a prompt.
+   */
+  function sentByUser(img, table) {
+    if (!img || typeof img.closest !== "function") return false;
+    for (const selector of (table.keys && table.keys.userTurn) || []) {
+      if (typeof selector !== "string") continue;
+      try {
+        if (img.closest(selector)) return true;
+      } catch (error) {
+        /* a selector this browser cannot parse: the next one */
+      }
+    }
+    const form = img.closest("form");
+    return Boolean(form && SelectorTable.findFirst(form, table, "composer"));
+  }
+
   function collapsedText(element) {
     const text = String((element && element.textContent) || "").replace(/\s+/g, " ").trim();
     if (text) return text;
@@ -303,6 +322,7 @@
   }
 
   const pure = {
+    sentByUser,
     attachDecision,
     attachReferences,
     imageIdFromSrc,
@@ -429,28 +449,10 @@
     return health;
   }
 
-  /**
-   * An image the user sent, not one ChatGPT drew: a reference image shown in a user turn (its
-   * src is an estuary `file_…` URL too) or an attachment preview in the composer.
-   */
-  function sentByUser(img) {
-    if (!img.closest) return false;
-    for (const selector of table.keys.userTurn || []) {
-      if (typeof selector !== "string") continue;
-      try {
-        if (img.closest(selector)) return true;
-      } catch (error) {
-        /* a selector this browser cannot parse: the next one */
-      }
-    }
-    const form = img.closest("form");
-    return Boolean(form && find("composer", form));
-  }
-
   /** Snapshot of generated images inside main: [{id, complete, naturalWidth, element}]. */
   function imageSnapshot(root) {
     return findAllElements("generatedImage", root || mainRoot())
-      .filter((img) => String(img.tagName).toLowerCase() === "img" && outsideSidebar(img) && !sentByUser(img))
+      .filter((img) => String(img.tagName).toLowerCase() === "img" && outsideSidebar(img) && !sentByUser(img, table))
       .map((img) => ({
         id: imageIdFromSrc(img.currentSrc || img.src, location.href),
         complete: img.complete,

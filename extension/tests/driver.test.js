@@ -401,3 +401,28 @@ test("attach: nothing to attach is a no-op; a cancelled run stops before the fil
   assert.ok(error instanceof Cancelled);
   assert.equal(p.received.length, 0);
 });
+
+test("images the user sent (in a user turn, or previews in the composer) are never results", () => {
+  const table = SelectorTable.mergeTables(SelectorTable.DEFAULT_TABLE, null);
+  const src = "https://chatgpt.com/backend-api/estuary/content?id=file-abc&sig=1";
+  const inUserTurn = h("img", { alt: "Uploaded image: mara.png", src });
+  const inUserMessage = h("img", { src });
+  const preview = h("img", { src: "blob:https://chatgpt.com/1" });
+  const generated = h("img", { alt: "Generated image: a lighthouse", src: src.replace("file-abc", "file_def") });
+  const elsewhereInAForm = h("img", { src });
+  fakeDocument(
+    h("main", {},
+      h("article", { "data-testid": "conversation-turn-1", "data-turn": "user" }, inUserTurn),
+      h("div", { "data-message-author-role": "user" }, inUserMessage),
+      h("article", { "data-testid": "conversation-turn-2", "data-turn": "assistant" }, h("div", { id: "image-def" }, generated)),
+      h("form", {}, h("div", { id: "prompt-textarea", contenteditable: "true" }), h("div", { "data-testid": "file-thumbnail" }, preview)),
+      h("form", { role: "search" }, elsewhereInAForm),
+    ),
+  );
+  assert.equal(Driver.sentByUser(inUserTurn, table), true);
+  assert.equal(Driver.sentByUser(inUserMessage, table), true);
+  assert.equal(Driver.sentByUser(preview, table), true);
+  assert.equal(Driver.sentByUser(generated, table), false);
+  assert.equal(Driver.sentByUser(elsewhereInAForm, table), false, "a form without the prompt box is not the composer");
+  assert.equal(Driver.sentByUser({}, table), false);
+});
