@@ -15,10 +15,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from novelgen_desktop.cli import options
 from novelgen_desktop.desktop.settings import DesktopSettings
-from novelgen_desktop.engine.model import TaskState
+from novelgen_desktop.engine.composition import COMPOSITION_KEY
+from novelgen_desktop.engine.model import ChatStrategy, TaskState
 from novelgen_desktop.engine.runner import RunSettings
 from novelgen_desktop.engine.service import JobService, ServiceSettings
 from novelgen_desktop.errors import ConfigError
@@ -38,6 +40,7 @@ from novelgen_desktop.server.pairing import (
 from novelgen_desktop.server.remote_worker import RemoteWorker
 from novelgen_desktop.sim.remote import RemoteSimWorker
 from novelgen_desktop.sim.worker import SimBehaviour
+from novelgen_desktop.style.bible import StyleBible
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,56 @@ class ImagePreview:
     path: Path
     prompt: str
     finished_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskComposition:
+    """How a task's prompt was made, as the task table shows it: the cast (canonical names
+    with a style bible, the script's speakers without one) and, for a prompt composed with a
+    style bible, the panel's own description, the bible and its version, what the prompt
+    brought in and what was cut to fit. Fixed when the job was created."""
+
+    characters: tuple[str, ...] = ()
+    description: str | None = None  # the panel's own text, when the prompt adds to it
+    bible: str | None = None
+    version: str | None = None
+    locations: tuple[str, ...] = ()
+    props: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()  # file names of the reference images attached
+    trimmed: tuple[str, ...] = ()
+
+
+def composition_of(characters: Sequence[str], metadata: dict[str, Any]) -> TaskComposition | None:
+    """A task's :class:`TaskComposition` from its stored cast and metadata (None: the
+    prompt is the script's text as written and nobody is cast)."""
+    found = metadata.get(COMPOSITION_KEY)
+    data: dict[str, Any] = found if isinstance(found, dict) else {}
+    if not data and not characters:
+        return None
+
+    def names(key: str) -> tuple[str, ...]:
+        value = data.get(key)
+        return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+    def text(key: str) -> str | None:
+        value = data.get(key)
+        return value if isinstance(value, str) else None
+
+    references = data.get("references")
+    return TaskComposition(
+        characters=tuple(characters),
+        description=text("description"),
+        bible=text("bible"),
+        version=text("version"),
+        locations=names("locations"),
+        props=names("props"),
+        references=tuple(
+            str(ref.get("name") or ref.get("sha256", "")[:12])
+            for ref in (references if isinstance(references, list) else [])
+            if isinstance(ref, dict)
+        ),
+        trimmed=names("trimmed"),
+    )
 
 
 class DesktopSession:
@@ -274,8 +327,12 @@ class DesktopSession:
         out_root: Path | None = None,
         naming: str | None = None,
         priority: int = 0,
+        style: StyleBible | None = None,
+        chat_strategy: ChatStrategy | str = ChatStrategy.PANEL,
     ) -> str:
-        """Create and queue a job from a preview without errors; returns its id."""
+        """Create and queue a job from a preview without errors; returns its id. With a
+        ``style`` bible the engine composes every prompt (a panel that cannot be composed
+        refuses the job, with its file:line); ``chat_strategy`` is how panels share chats."""
         if result.errors:
             first = result.errors[0]
             where = f"{first.file}:{first.line}" if first.line else first.file
@@ -290,8 +347,28 @@ class DesktopSession:
             naming=naming,
             priority=priority,
             sources=list(result.format_by_file),
+            style=style,
+            chat_strategy=chat_strategy,
         )
         return job.id
+
+    async def task_compositions(self, job_id: str) -> dict[int, TaskComposition]:
+        """How each task of a job was composed, by task id (tasks with neither a cast nor a
+        composition are left out). Read once per job: it never changes."""
+        job = await self.service.find_job(job_id)
+        store = self.service.store
+
+        def read() -> dict[int, TaskComposition]:
+            found: dict[int, TaskComposition] = {}
+            for task in store.iter_task_dicts(job.id):
+                composition = composition_of(task["characters"], task["metadata"])
+                if composition is not None:
+                    found[task["id"]] = composition
+            return found
+
+        # TaskRow does not carry the cast or the metadata yet, and the store is only used
+        # on the service's store thread.
+        return await self.service._in_thread(read)
 
     async def finished_images(self, job_id: str) -> list[ImagePreview]:
         """The job's images on disk, in script order (the gallery)."""
@@ -437,4 +514,11 @@ class DesktopSession:
         return self.token
 
 
-__all__ = ["DesktopSession", "ImagePreview", "WorkerRow", "WorkerState"]
+__all__ = [
+    "DesktopSession",
+    "ImagePreview",
+    "TaskComposition",
+    "WorkerRow",
+    "WorkerState",
+    "composition_of",
+]
