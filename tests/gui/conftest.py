@@ -17,6 +17,7 @@ from novelgen_desktop.desktop.session import DesktopSession
 from novelgen_desktop.desktop.settings import DesktopSettings
 from novelgen_desktop.gui.bridge import EngineBridge
 from novelgen_desktop.gui.qt import QtWidgets
+from novelgen_desktop.gui.style_editor import open_editors
 from novelgen_desktop.paths import resolve_data_dir
 
 T = TypeVar("T")
@@ -85,6 +86,17 @@ def collect_qt_garbage() -> Iterator[None]:
     gc.collect()
     yield
     gc.collect()
+
+
+@pytest.fixture(autouse=True)
+def close_style_editors() -> Iterator[None]:
+    """No style bible editor outlives its test: one left open with unsaved text would make
+    a later test's quit stop and ask about it."""
+    yield
+    for editor in open_editors():
+        editor.editor.document().setModified(False)
+        editor.close()
+        editor.deleteLater()
 
 
 @pytest.fixture
