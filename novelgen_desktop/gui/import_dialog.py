@@ -19,13 +19,23 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from novelgen_desktop.engine.model import ChatStrategy
 from novelgen_desktop.errors import NovelGenError
 from novelgen_desktop.gui.bridge import EngineBridge
 from novelgen_desktop.gui.qt import Qt, QtCore, QtGui, QtWidgets
+from novelgen_desktop.gui.style_editor import (
+    StyleEditor,
+    adopt_editors,
+    open_style_editor,
+    reference_text,
+)
 from novelgen_desktop.output.naming import NameFields, NamingTemplate, TemplateError, slugify
 from novelgen_desktop.prompts import detect
-from novelgen_desktop.prompts.issues import ImportIssue, ImportResult
+from novelgen_desktop.prompts.issues import WARNING, ImportIssue, ImportResult
 from novelgen_desktop.prompts.model import PromptSpec
+from novelgen_desktop.style.bible import StyleBible
+from novelgen_desktop.style.composer import ComposedPrompt, ComposeError, Composer, panel_of
+from novelgen_desktop.style.loader import StyleBibleError, load_style_bible
 
 NODE_CAP = 500
 """Children shown under one tree node; the rest are summarised in one line. Opening a node
@@ -180,8 +190,8 @@ def outline(specs: Sequence[PromptSpec]) -> list[ChapterOutline]:
     return list(chapters.values())
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count:,} {word}{'' if count == 1 else 's'}"
+def _plural(count: int, word: str, plural: str | None = None) -> str:
+    return f"{count:,} {word if count == 1 else plural or word + 's'}"
 
 
 def _where(issue: ImportIssue) -> str:
@@ -197,6 +207,129 @@ def _one_line(text: str, limit: int = 160) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+# --- the style bible and chats ------------------------------------------------------------
+
+STYLE_CHECK_DELAY_MS = 300
+"""Typing a bible's path or the default style rechecks every panel once this long passes."""
+
+CHAT_STRATEGIES: tuple[tuple[ChatStrategy, str, str], ...] = (
+    (
+        ChatStrategy.PANEL,
+        "New chat per panel (default)",
+        "Every panel in a fresh chat: nothing earlier colours the next image, and every tab "
+        "draws at once.",
+    ),
+    (
+        ChatStrategy.PAGE,
+        "One chat per page",
+        "The panels of a page share one conversation on one tab, so neighbours match; pages "
+        "still run in parallel.",
+    ),
+    (
+        ChatStrategy.CHAPTER,
+        "One chat per chapter",
+        "Per chapter keeps a whole chapter in one conversation on one tab: consistent but serial.",
+    ),
+)
+
+
+def conversations(specs: Sequence[PromptSpec], strategy: ChatStrategy) -> int | None:
+    """How many conversations ``strategy`` makes of ``specs`` (None: every panel its own)."""
+    if strategy is ChatStrategy.PANEL:
+        return None
+    keys = {strategy.sequence_of(spec.chapter, spec.page) for spec in specs}
+    alone = None in keys
+    keys.discard(None)
+    return None if alone and not keys else len(keys)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StyleCheck:
+    """A style bible read and every panel composed with it (done off the UI thread).
+
+    ``results`` has one entry per panel, in script order: its composed prompt, or why it
+    cannot be composed. ``issues`` are the bible's own errors when it cannot be read, or
+    else the panels' compose errors (at their script ``file:line``) and warnings."""
+
+    path: str
+    bible: StyleBible | None
+    results: list[ComposedPrompt | str]
+    issues: list[ImportIssue]
+    file_key: tuple[str, int, int] | None  # what was read: path, mtime, size
+
+    @property
+    def errors(self) -> list[ImportIssue]:
+        return [issue for issue in self.issues if issue.is_error]
+
+
+def _file_key(path: Path) -> tuple[str, int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+def check_style(
+    path: str,
+    specs: Sequence[PromptSpec],
+    cached: tuple[tuple[str, int, int], StyleBible] | None = None,
+) -> StyleCheck:
+    """Read the bible at ``path`` (``cached`` if the file is unchanged since) and compose
+    every panel with it, as the engine will when the job is created."""
+    target = Path(path).expanduser()
+    key = _file_key(target)
+    if cached is not None and key is not None and cached[0] == key:
+        bible = cached[1]
+    else:
+        try:
+            bible = load_style_bible(target)
+        except StyleBibleError as exc:
+            return StyleCheck(path, None, [], list(exc.issues), key)
+    composer = Composer(bible)
+    results: list[ComposedPrompt | str] = []
+    issues: list[ImportIssue] = []
+    for spec in specs:
+        where = (spec.source.file, spec.source.line)
+        try:
+            composed = composer.compose(panel_of(spec))
+        except ComposeError as exc:
+            results.append(str(exc))
+            issues.append(ImportIssue(*where, str(exc), field="text"))
+            continue
+        results.append(composed)
+        issues.extend(ImportIssue(*where, w, severity=WARNING) for w in composed.warnings)
+    chapters = {spec.chapter.casefold() for spec in specs if spec.chapter is not None}
+    for label, override in bible.chapters.items():
+        if specs and label.casefold() not in chapters:
+            issues.append(
+                ImportIssue(
+                    bible.source or path,
+                    override.line,
+                    f"chapter {label!r} matches no panel of the script",
+                    field=f"chapters.{label}",
+                    severity=WARNING,
+                )
+            )
+    return StyleCheck(path, bible, results, issues, key)
+
+
+def composed_summary(composed: ComposedPrompt, limit: int) -> str:
+    """One line about a composed prompt: length, cast, references, cuts."""
+    facts = [f"{len(composed.text):,}/{limit:,} characters"]
+    if composed.characters:
+        facts.append("characters: " + ", ".join(composed.characters))
+    if composed.locations:
+        facts.append("setting: " + ", ".join(composed.locations))
+    if composed.props:
+        facts.append("props: " + ", ".join(composed.props))
+    if composed.references:
+        facts.append("attaches " + ", ".join(r.name for r in composed.references))
+    if composed.trimmed:
+        facts.append("trimmed: " + "; ".join(composed.trimmed))
+    return " · ".join(facts)
+
+
 # --- the dialog ----------------------------------------------------------------------------
 
 
@@ -210,9 +343,13 @@ class JobChoices:
     priority: int
     tabs: int
     specs: list[PromptSpec]
+    style: StyleBible | None = None
+    chat_strategy: ChatStrategy = ChatStrategy.PANEL
 
 
 _NODE_ROLE = int(Qt.ItemDataRole.UserRole) + 1
+_SPEC_ROLE = int(Qt.ItemDataRole.UserRole) + 2
+CHECKING_STYLE = "Checking the style bible and composing every panel…"
 
 
 class ImportPreviewDialog(QtWidgets.QDialog):
@@ -239,6 +376,16 @@ class ImportPreviewDialog(QtWidgets.QDialog):
         self._closed = False
         self._failure: str | None = None  # why the last Create was refused
         self._chapters = outline(result.specs)
+        self._spec_index = {id(spec): index for index, spec in enumerate(result.specs)}
+        self._panel_items: dict[int, QtWidgets.QTreeWidgetItem] = {}  # spec index -> item
+        # The style bible: the last finished check, whether one is due, and the bible last
+        # read (reused while its file does not change).
+        self.style_check: StyleCheck | None = None
+        self._style_generation = 0
+        self._style_pending = False
+        self._bible_cache: tuple[tuple[str, int, int], StyleBible] | None = None
+        self.style_editor: StyleEditor | None = None  # the last editor opened from here
+        self._editors: list[StyleEditor] = []  # editors whose saves recheck the bible here
         session = bridge.session
         self.setWindowTitle("Import prompts")
         self.resize(900, 680)
@@ -254,6 +401,24 @@ class ImportPreviewDialog(QtWidgets.QDialog):
         self.tree.setColumnWidth(1, 60)
         self.tree.setColumnWidth(2, 420)
         self.tree.itemExpanded.connect(self._fill)
+        self.tree.currentItemChanged.connect(self._show_composed)
+        self.composed_view = QtWidgets.QPlainTextEdit(self)
+        self.composed_view.setReadOnly(True)
+        self.composed_view.setPlaceholderText("The selected panel's composed prompt")
+        self.composed_facts = QtWidgets.QLabel(self)
+        self.composed_facts.setWordWrap(True)
+        self.composed_facts.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.composed_pane = QtWidgets.QWidget(self)
+        pane_layout = QtWidgets.QVBoxLayout(self.composed_pane)
+        pane_layout.setContentsMargins(0, 0, 0, 0)
+        pane_layout.addWidget(self.composed_facts)
+        pane_layout.addWidget(self.composed_view, 1)
+        self.composed_pane.hide()
+        script = QtWidgets.QSplitter(Qt.Orientation.Vertical, self)
+        script.addWidget(self.tree)
+        script.addWidget(self.composed_pane)
+        script.setStretchFactor(0, 3)
+        script.setStretchFactor(1, 2)
         self.files = QtWidgets.QTreeWidget(self)
         self.files.setRootIsDecorated(False)
         self.files.setHeaderLabels(["File", "Format", "Prompts", "Errors", "Warnings"])
@@ -261,10 +426,10 @@ class ImportPreviewDialog(QtWidgets.QDialog):
         self.problems = QtWidgets.QTreeWidget(self)
         self.problems.setRootIsDecorated(False)
         self.problems.setHeaderLabels(["", "Where", "Message"])
-        self.problems.setColumnWidth(0, 70)
+        self.problems.setColumnWidth(0, 100)
         self.problems.setColumnWidth(1, 300)
         self.problems.setWordWrap(True)
-        self.tabs.addTab(self.tree, "Script")
+        self.tabs.addTab(script, "Script")
         self.tabs.addTab(self.files, "Files")
         self.tabs.addTab(self.problems, "Problems")
 
@@ -289,6 +454,42 @@ class ImportPreviewDialog(QtWidgets.QDialog):
         self.priority_spin.setToolTip("Jobs with a higher priority run first")
         self.style_edit = QtWidgets.QLineEdit()
         self.style_edit.setPlaceholderText("e.g. ink and watercolour (for prompts without one)")
+        self.style_edit.setToolTip(
+            "A style for panels that have none; with a style bible it becomes the prompt's "
+            "“Panel style:” line"
+        )
+        self.bible_edit = QtWidgets.QLineEdit()
+        self.bible_edit.setPlaceholderText("None: the prompts are sent as written")
+        self.bible_edit.setClearButtonEnabled(True)
+        self.bible_edit.setToolTip(
+            "A style bible (.toml): the look, the cast and the places of the book, composed "
+            "into every prompt so that panel 2,400 looks like panel 1"
+        )
+        self.bible_browse_button = QtWidgets.QPushButton("Browse…")
+        self.bible_browse_button.clicked.connect(self.browse_bible)
+        self.bible_edit_button = QtWidgets.QPushButton("Edit…")
+        self.bible_edit_button.setToolTip(
+            "Open the style bible editor (a new bible from the template when none is chosen), "
+            "with these panels in its preview"
+        )
+        self.bible_edit_button.clicked.connect(self.edit_bible)
+        bible_row = QtWidgets.QHBoxLayout()
+        bible_row.addWidget(self.bible_edit, 1)
+        bible_row.addWidget(self.bible_browse_button)
+        bible_row.addWidget(self.bible_edit_button)
+        self.bible_status = QtWidgets.QLabel()
+        self.bible_status.setWordWrap(True)
+        self.bible_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.chat_combo = QtWidgets.QComboBox()
+        for strategy, label, _explanation in CHAT_STRATEGIES:
+            self.chat_combo.addItem(label, strategy.value)
+        self.chat_explanation = QtWidgets.QLabel()
+        self.chat_explanation.setWordWrap(True)
+        self.chat_combo.currentIndexChanged.connect(self._chat_changed)
+        self._style_timer = QtCore.QTimer(self)
+        self._style_timer.setSingleShot(True)
+        self._style_timer.setInterval(STYLE_CHECK_DELAY_MS)
+        self._style_timer.timeout.connect(self.check_style_now)
 
         form = QtWidgets.QFormLayout()
         form.addRow("Job name", self.name_edit)
@@ -298,6 +499,10 @@ class ImportPreviewDialog(QtWidgets.QDialog):
         form.addRow("Workers", self.workers_spin)
         form.addRow("Priority", self.priority_spin)
         form.addRow("Default style", self.style_edit)
+        form.addRow("Style bible", bible_row)
+        form.addRow("", self.bible_status)
+        form.addRow("Chats", self.chat_combo)
+        form.addRow("", self.chat_explanation)
 
         self.message = QtWidgets.QLabel()
         self.message.setWordWrap(True)
@@ -323,6 +528,11 @@ class ImportPreviewDialog(QtWidgets.QDialog):
         self._fill_problems()
         for edit in (self.name_edit, self.folder_edit, self.template_edit):
             edit.textChanged.connect(self._edited)
+        self.bible_edit.textChanged.connect(self._style_inputs_changed)
+        self.workers_spin.valueChanged.connect(self._chat_changed)
+        self.style_edit.textChanged.connect(self._style_inputs_changed)
+        self._chat_changed()
+        self._show_bible_status()
         self._update_state()
 
     # --- contents ----------------------------------------------------------------------
@@ -396,8 +606,10 @@ class ImportPreviewDialog(QtWidgets.QDialog):
                 child = QtWidgets.QTreeWidgetItem(
                     [label, count, _one_line(spec.text), str(spec.source)]
                 )
-                tip = spec.text if spec.style is None else f"{spec.text}\n\nstyle: {spec.style}"
-                child.setToolTip(2, tip)
+                index = self._spec_index[id(spec)]
+                child.setData(0, _SPEC_ROLE, index)
+                self._panel_items[index] = child
+                self._dress_panel(child, index)
                 children.append(child)
             if len(specs) > NODE_CAP:
                 children.append(self._more_item(len(specs) - NODE_CAP, "panel"))
@@ -419,22 +631,60 @@ class ImportPreviewDialog(QtWidgets.QDialog):
             item.setToolTip(0, name)
             self.files.addTopLevelItem(item)
 
+    def _dress_panel(self, item: QtWidgets.QTreeWidgetItem, index: int) -> None:
+        """A panel row's tooltip: its composed prompt (or why it cannot be composed) when a
+        style bible is chosen, else its text and style."""
+        spec = self.import_result.specs[index]
+        check = self.style_check if self.bible_edit.text().strip() else None
+        result = check.results[index] if check is not None and check.results else None
+        if isinstance(result, ComposedPrompt) and check is not None and check.bible:
+            item.setToolTip(
+                2,
+                f"{result.text}\n\n— {composed_summary(result, check.bible.max_prompt_chars)}",
+            )
+            item.setForeground(2, QtGui.QBrush())
+        elif isinstance(result, str):
+            item.setToolTip(2, f"Cannot be composed: {result}")
+            item.setForeground(2, QtGui.QBrush(QtGui.QColor("#d93025")))
+        else:
+            style = spec.style or self.style_edit.text().strip() or None
+            item.setToolTip(2, spec.text if style is None else f"{spec.text}\n\nstyle: {style}")
+            item.setForeground(2, QtGui.QBrush())
+
     def _fill_problems(self) -> None:
+        self.problems.clear()
         ordered = self.import_result.errors + self.import_result.warnings
         for issue in ordered:
-            severity = "error" if issue.is_error else "warning"
-            message = f"field '{issue.field}': {issue.message}" if issue.field else issue.message
-            item = QtWidgets.QTreeWidgetItem([severity, _where(issue), message])
-            item.setToolTip(2, str(issue))
-            if issue.is_error:
-                item.setForeground(0, QtGui.QBrush(QtGui.QColor("#d93025")))
-            self.problems.addTopLevelItem(item)
+            self.problems.addTopLevelItem(self._problem_item(issue, ""))
+        style_issues = self._style_issues()
+        for issue in style_issues[:NODE_CAP]:
+            self.problems.addTopLevelItem(self._problem_item(issue, "style "))
+        if len(style_issues) > NODE_CAP:
+            self.problems.addTopLevelItem(
+                self._more_item(len(style_issues) - NODE_CAP, "style problem")
+            )
         for problem in self.dropped_problems:
             self.problems.addTopLevelItem(QtWidgets.QTreeWidgetItem(["left out", "", problem]))
-        count = len(ordered) + len(self.dropped_problems)
+        count = len(ordered) + len(style_issues) + len(self.dropped_problems)
         self.tabs.setTabText(2, f"Problems ({count})" if count else "Problems")
         if self.import_result.errors:
             self.tabs.setCurrentWidget(self.problems)
+
+    @staticmethod
+    def _problem_item(issue: ImportIssue, prefix: str) -> QtWidgets.QTreeWidgetItem:
+        severity = prefix + ("error" if issue.is_error else "warning")
+        message = f"field '{issue.field}': {issue.message}" if issue.field else issue.message
+        item = QtWidgets.QTreeWidgetItem([severity, _where(issue), message])
+        item.setToolTip(2, str(issue))
+        if issue.is_error:
+            item.setForeground(0, QtGui.QBrush(QtGui.QColor("#d93025")))
+        return item
+
+    def _style_issues(self) -> list[ImportIssue]:
+        check = self.style_check
+        if check is None or not self.bible_edit.text().strip():
+            return []
+        return check.errors + [issue for issue in check.issues if not issue.is_error]
 
     def problem_lines(self) -> list[str]:
         """Every row of the problems list as ``severity where: message`` (tests, copying)."""
@@ -511,7 +761,203 @@ class ImportPreviewDialog(QtWidgets.QDialog):
             return "No prompts were found in these files: there is nothing to draw."
         if not self.name_edit.text().strip():
             return "Give the job a name."
-        return self.folder_problem() or self.template_problem()
+        return self.style_problem() or self.folder_problem() or self.template_problem()
+
+    # --- the style bible ---------------------------------------------------------------
+
+    @property
+    def bible(self) -> StyleBible | None:
+        """The chosen style bible as last read (None: none chosen, or it has errors)."""
+        check = self.style_check
+        if not self.bible_edit.text().strip() or check is None or self._style_pending:
+            return None
+        return check.bible
+
+    def chat_strategy(self) -> ChatStrategy:
+        return ChatStrategy(self.chat_combo.currentData())
+
+    def set_chat_strategy(self, strategy: ChatStrategy | str) -> None:
+        index = self.chat_combo.findData(ChatStrategy(strategy).value)
+        self.chat_combo.setCurrentIndex(max(0, index))
+
+    def style_problem(self) -> str | None:
+        """Why the chosen style bible stops the job, in words (with file:line); None when
+        no bible is chosen or every panel composes."""
+        path = self.bible_edit.text().strip()
+        if not path:
+            return None
+        check = self.style_check
+        if self._style_pending or check is None:
+            return CHECKING_STYLE
+        errors = check.errors
+        if check.bible is None:
+            first = errors[0] if errors else None
+            where = f" (the first at {first})" if first is not None else ""
+            return (
+                f"The style bible {path} has {_plural(len(errors), 'error')}{where}. Fix it "
+                "with Edit… or choose another bible."
+            )
+        if errors:
+            first = errors[0]
+            return (
+                f"{_plural(len(errors), 'panel')} cannot be composed with style bible "
+                f"{check.bible.name} (the first at {_where(first)}: {first.message}). Fix the "
+                "script or the bible (Edit…)."
+            )
+        return None
+
+    def _style_inputs_changed(self) -> None:
+        self._failure = None
+        path = self.bible_edit.text().strip()
+        self._style_generation += 1
+        self._style_pending = bool(path)
+        if path:
+            self._style_timer.start()
+        else:
+            self._style_timer.stop()
+            self._style_applied()
+        self._update_state()
+
+    def check_style_now(self) -> None:
+        """Read the chosen bible and compose every panel with it, off the UI thread (a
+        script of 10,000 panels takes seconds); the dialog follows when it is done."""
+        self._style_timer.stop()
+        path = self.bible_edit.text().strip()
+        if not path:
+            return
+        self._style_pending = True
+        generation = self._style_generation
+        specs = self.specs_with_style()
+        cached = self._bible_cache
+        self._show_bible_status()
+        self._update_state()
+
+        async def check() -> None:
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(None, check_style, path, specs, cached)
+            if generation != self._style_generation or self._closed:
+                return  # the author changed something meanwhile: a newer check follows
+            if result.bible is not None and result.file_key is not None:
+                self._bible_cache = (result.file_key, result.bible)
+            self.style_check = result
+            self._style_pending = False
+            self._style_applied()
+
+        self.bridge.spawn("check the style bible", check())
+
+    def _style_applied(self) -> None:
+        for index, item in self._panel_items.items():
+            self._dress_panel(item, index)
+        self._fill_problems()
+        self._show_bible_status()
+        self._show_composed(self.tree.currentItem())
+        self._chat_changed()
+        self._update_state()
+
+    def _show_bible_status(self) -> None:
+        path = self.bible_edit.text().strip()
+        check = self.style_check
+        self.composed_pane.setVisible(bool(path))
+        colour = ""
+        if not path:
+            text = "No style bible: each panel is sent as written (with its style, if any)."
+        elif self._style_pending or check is None:
+            text = CHECKING_STYLE
+        elif check.bible is None:
+            text = f"{_plural(len(check.errors), 'error')} in the style bible: see Problems."
+            colour = "#d93025"
+        else:
+            bible = check.bible
+            composed = sum(1 for r in check.results if isinstance(r, ComposedPrompt))
+            text = (
+                f"{bible.name}, version {bible.version} · "
+                f"{_plural(len(bible.entities), 'entry', 'entries')} · "
+                f"{composed:,} of {_plural(len(check.results), 'panel')} composed"
+            )
+            if check.errors:
+                text += f" · {_plural(len(check.errors), 'panel')} cannot be"
+                colour = "#d93025"
+        self.bible_status.setText(text)
+        self.bible_status.setStyleSheet(f"color: {colour};" if colour else "")
+
+    def _show_composed(
+        self,
+        item: QtWidgets.QTreeWidgetItem | None,
+        _previous: QtWidgets.QTreeWidgetItem | None = None,
+    ) -> None:
+        index = item.data(0, _SPEC_ROLE) if item is not None else None
+        check = self.style_check
+        if not isinstance(index, int):
+            self.composed_facts.setText("Select a panel to see the prompt that will be sent.")
+            self.composed_view.clear()
+            return
+        if self._style_pending or check is None or check.bible is None or not check.results:
+            self.composed_facts.setText(self.bible_status.text())
+            self.composed_view.clear()
+            return
+        result = check.results[index]
+        spec = self.import_result.specs[index]
+        if isinstance(result, str):
+            self.composed_facts.setText(f"{spec.source}: cannot be composed: {result}")
+            self.composed_facts.setStyleSheet("color: #d93025;")
+            self.composed_view.clear()
+            return
+        facts = composed_summary(result, check.bible.max_prompt_chars)
+        if result.references:
+            facts += "\n" + "\n".join(reference_text(r) for r in result.references)
+        if result.warnings:
+            facts += "\n" + "\n".join(f"warning: {w}" for w in result.warnings)
+        self.composed_facts.setText(f"{spec.source} · {facts}")
+        self.composed_facts.setStyleSheet("")
+        self.composed_view.setPlainText(result.text)
+
+    def composed_text(self) -> str:
+        """The composed prompt shown for the selected panel (tests)."""
+        return self.composed_view.toPlainText()
+
+    def browse_bible(self) -> None:
+        current = self.bible_edit.text().strip()
+        start = current or (str(Path(self.paths[0]).parent) if self.paths else "")
+        name, _filter = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Style bible", start, "Style bible (*.toml);;All files (*)"
+        )
+        if name:
+            self.bible_edit.setText(name)
+
+    def edit_bible(self) -> StyleEditor:
+        """Open the style bible editor on the chosen bible (or a new one from the template)
+        with these panels to preview; saving it there rechecks it here."""
+        path = self.bible_edit.text().strip() or None
+        if path is not None and not Path(path).expanduser().is_file():
+            path = None  # a path typed but not written yet: start from the template
+        base = Path(self.paths[0]).resolve().parent if self.paths else None
+        editor = open_style_editor(self, path=path, panels=self.specs_with_style(), base_dir=base)
+        if all(watched is not editor for watched in self._editors):
+            editor.saved.connect(self._bible_saved)
+            self._editors.append(editor)
+        self.style_editor = editor
+        return editor
+
+    def _bible_saved(self, path: str) -> None:
+        if self._closed:
+            return
+        self._bible_cache = None  # read it again, whatever its time stamp says
+        if self.bible_edit.text().strip() != path:
+            self.bible_edit.setText(path)  # rechecks
+        else:
+            self._style_inputs_changed()
+
+    def _chat_changed(self, _index: int = 0) -> None:
+        strategy = self.chat_strategy()
+        text = next(e for s, _label, e in CHAT_STRATEGIES if s is strategy)
+        count = conversations(self.import_result.specs, strategy)
+        tabs = self.workers_spin.value()
+        if count is not None and count < tabs:
+            text += (
+                f" This script makes {_plural(count, 'conversation')}: at most {count:,} of "
+                f"the {tabs} tabs draw at once."
+            )
+        self.chat_explanation.setText(text)
 
     def _edited(self) -> None:
         self._failure = None  # the author is fixing it: judge the new values
@@ -557,6 +1003,8 @@ class ImportPreviewDialog(QtWidgets.QDialog):
             priority=self.priority_spin.value(),
             tabs=self.workers_spin.value(),
             specs=self.specs_with_style(),
+            style=self.bible,
+            chat_strategy=self.chat_strategy(),
         )
 
     def create_job(self) -> None:
@@ -580,6 +1028,8 @@ class ImportPreviewDialog(QtWidgets.QDialog):
                 out_root=choices.out_root,
                 naming=choices.naming,
                 priority=choices.priority,
+                style=choices.style,
+                chat_strategy=choices.chat_strategy,
             )
         except NovelGenError as exc:
             if self._closed:  # the author gave up waiting: say it in the main window
@@ -597,8 +1047,13 @@ class ImportPreviewDialog(QtWidgets.QDialog):
             except NovelGenError as exc:
                 self.bridge.failed.emit("set the number of tabs", str(exc))
         self.created_job_id = job_id
+        styled = (
+            f", composed with {choices.style.name} {choices.style.version}"
+            if choices.style is not None
+            else ""
+        )
         self.bridge.info.emit(
-            f"job {choices.name} created: {_plural(len(choices.specs), 'prompt')}"
+            f"job {choices.name} created: {_plural(len(choices.specs), 'prompt')}{styled}"
         )
         self.job_created.emit(job_id)
         self.bridge.select_job(job_id)
@@ -607,6 +1062,9 @@ class ImportPreviewDialog(QtWidgets.QDialog):
 
     def done(self, result: int) -> None:
         self._closed = True
+        self._style_timer.stop()
+        # An editor opened from here outlives the dialog, with the author's text.
+        adopt_editors(self, self.parentWidget())
         super().done(result)
 
 
@@ -654,11 +1112,16 @@ def open_import(
 
 
 __all__ = [
+    "CHAT_STRATEGIES",
     "NODE_CAP",
     "ChapterOutline",
     "DroppedFiles",
     "ImportPreviewDialog",
     "JobChoices",
+    "StyleCheck",
+    "check_style",
+    "composed_summary",
+    "conversations",
     "mime_has_local_files",
     "open_import",
     "outline",
