@@ -18,6 +18,12 @@ Two choices keep a big job smooth:
 Empty values (no queue position, no worker, no duration, no error) sort last in both
 directions, as in a spreadsheet: the author sorting by queue position wants the queue, not a
 screen of finished tasks. Ties keep the script order (``seq``).
+
+A prompt composed with a style bible shows its characters and the bible version in columns
+of their own (from the rows) and, in the prompt's tooltip, the panel's own description beside
+the composed text with the setting, props, reference images and what was trimmed to fit:
+those come from :meth:`TaskTableModel.set_compositions`, read once per job (they never
+change once the job exists).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from novelgen_desktop.desktop.session import TaskComposition
 from novelgen_desktop.engine.model import TaskState
 from novelgen_desktop.engine.service import TaskRow
 from novelgen_desktop.gui.qt import Qt, QtCore, QtGui
@@ -49,12 +56,14 @@ class TaskColumn(enum.IntEnum):
     QUEUE = 1
     WHERE = 2
     PROMPT = 3
-    STATE = 4
-    PRIORITY = 5
-    ATTEMPTS = 6
-    WORKER = 7
-    DURATION = 8
-    ERROR = 9
+    CHARACTERS = 4
+    STATE = 5
+    PRIORITY = 6
+    ATTEMPTS = 7
+    WORKER = 8
+    DURATION = 9
+    STYLE = 10
+    ERROR = 11
 
 
 HEADERS: dict[TaskColumn, str] = {
@@ -62,12 +71,19 @@ HEADERS: dict[TaskColumn, str] = {
     TaskColumn.QUEUE: "Queue",
     TaskColumn.WHERE: "Where",
     TaskColumn.PROMPT: "Prompt",
+    TaskColumn.CHARACTERS: "Characters",
     TaskColumn.STATE: "State",
     TaskColumn.PRIORITY: "Priority",
     TaskColumn.ATTEMPTS: "Attempts",
     TaskColumn.WORKER: "Worker",
     TaskColumn.DURATION: "Duration",
+    TaskColumn.STYLE: "Style",
     TaskColumn.ERROR: "Error",
+}
+_HEADER_TIPS: dict[TaskColumn, str] = {
+    TaskColumn.QUEUE: "Place in the job's queue (1 = drawn next); empty when not queued",
+    TaskColumn.CHARACTERS: "Who is in the panel: the style bible's names, or the script's cast",
+    TaskColumn.STYLE: "The version of the style bible the prompt was composed with",
 }
 
 STATE_LABELS: dict[TaskState, str] = {
@@ -148,6 +164,8 @@ def sort_key(row: TaskRow, column: int, positions: dict[int, int] | None = None)
             return where_key(row)
         case TaskColumn.PROMPT:
             return row.prompt.casefold()
+        case TaskColumn.CHARACTERS:
+            return natural_key(", ".join(row.characters)) if row.characters else None
         case TaskColumn.STATE:
             return STATE_ORDER[row.state]
         case TaskColumn.PRIORITY:
@@ -158,6 +176,8 @@ def sort_key(row: TaskRow, column: int, positions: dict[int, int] | None = None)
             return natural_key(row.worker_id) if row.worker_id else None
         case TaskColumn.DURATION:
             return row.duration
+        case TaskColumn.STYLE:
+            return natural_key(row.style_version) if row.style_version else None
         case TaskColumn.ERROR:
             return row.error.casefold() if row.error else None
     return row.seq
@@ -179,6 +199,29 @@ def sorted_rows(
     # reverse=True keeps equal keys in their original (script) order: Python's sort is stable
     present.sort(key=lambda pair: pair[0], reverse=order == Qt.SortOrder.DescendingOrder)
     return [row for _key, row in present] + empty
+
+
+def prompt_tooltip(row: TaskRow, found: TaskComposition | None = None) -> str:
+    """The prompt column's tooltip: the prompt sent and, when it was composed, the panel's
+    own description, the style bible, who and what it brought in, what was cut to fit."""
+    if row.description is None or row.description == row.prompt:
+        return row.prompt
+    bible = found.bible if found is not None and found.bible else "style bible"
+    if row.style_version is not None:
+        heading = f"Composed prompt ({len(row.prompt):,} characters, {bible} {row.style_version})"
+    else:
+        heading = f"Prompt sent ({len(row.prompt):,} characters)"
+    lines = [f"Description: {row.description}", "", f"{heading}:", row.prompt, ""]
+    extras: tuple[tuple[str, tuple[str, ...], str], ...] = (("Characters", row.characters, ", "),)
+    if found is not None:
+        extras += (
+            ("Setting", found.locations, ", "),
+            ("Props", found.props, ", "),
+            ("Reference images", found.references, ", "),
+            ("Trimmed to fit", found.trimmed, "; "),
+        )
+    lines += [f"{label}: {sep.join(names)}" for label, names, sep in extras if names]
+    return "\n".join(lines).rstrip()
 
 
 def _format_duration(seconds: float) -> str:
@@ -241,6 +284,8 @@ class TaskTableModel(QtCore.QAbstractTableModel):
         # Queue positions, kept apart from the rows: one dispatch shifts every queued task's
         # place, and a 10,000-row table must not treat that as 10,000 changed rows.
         self._positions: dict[int, int] = {}
+        # How composed prompts were made (setting, props, references, cuts): fixed per job.
+        self._compositions: dict[int, TaskComposition] = {}
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -271,7 +316,13 @@ class TaskTableModel(QtCore.QAbstractTableModel):
         if cached is not None and cached[0] is task:
             return cached[1]
         text = "\n".join(
-            (task.prompt, where_text(task), task.error or "", task.worker_id or "")
+            (
+                task.prompt,
+                where_text(task),
+                task.error or "",
+                task.worker_id or "",
+                ", ".join(task.characters),
+            )
         ).casefold()
         self._haystacks[task.task_id] = (task, text)
         return text
@@ -286,8 +337,8 @@ class TaskTableModel(QtCore.QAbstractTableModel):
             column = TaskColumn(section)
             if role == Qt.ItemDataRole.DisplayRole:
                 return HEADERS[column]
-            if role == Qt.ItemDataRole.ToolTipRole and column == TaskColumn.QUEUE:
-                return "Place in the job's queue (1 = drawn next); empty when not queued"
+            if role == Qt.ItemDataRole.ToolTipRole:
+                return _HEADER_TIPS.get(column)
         return None
 
     def data(
@@ -305,6 +356,10 @@ class TaskTableModel(QtCore.QAbstractTableModel):
                 return str(place) if place is not None else ""
             return self._display(row, column)
         if role == Qt.ItemDataRole.ToolTipRole:
+            if column == TaskColumn.PROMPT:
+                return prompt_tooltip(row, self._compositions.get(row.task_id))
+            if column == TaskColumn.STYLE and row.style_version:
+                return self._style_tooltip(row)
             return self._tooltip(row, column)
         if role == Qt.ItemDataRole.DecorationRole:
             return state_icon(row.state) if column == TaskColumn.STATE else None
@@ -334,6 +389,8 @@ class TaskTableModel(QtCore.QAbstractTableModel):
                 if len(line) > PROMPT_EXCERPT_CHARS:
                     return line[: PROMPT_EXCERPT_CHARS - 1] + "…"
                 return line
+            case TaskColumn.CHARACTERS:
+                return ", ".join(row.characters)
             case TaskColumn.STATE:
                 return STATE_LABELS[row.state]
             case TaskColumn.PRIORITY:
@@ -344,14 +401,26 @@ class TaskTableModel(QtCore.QAbstractTableModel):
                 return row.worker_id or ""
             case TaskColumn.DURATION:
                 return _format_duration(row.duration) if row.duration is not None else ""
+            case TaskColumn.STYLE:
+                return row.style_version or ""
             case TaskColumn.ERROR:
                 return " ".join((row.error or "").split())
         return ""
 
+    def _style_tooltip(self, row: TaskRow) -> str:
+        found = self._compositions.get(row.task_id)
+        bible = found.bible if found is not None and found.bible else "Style bible"
+        lines = [f"{bible}, version {row.style_version}"]
+        if found is not None and found.references:
+            lines.append(f"Reference images: {', '.join(found.references)}")
+        if found is not None and found.trimmed:
+            lines.append(f"Trimmed to fit: {'; '.join(found.trimmed)}")
+        return "\n".join(lines)
+
     @staticmethod
     def _tooltip(row: TaskRow, column: int) -> str | None:
-        if column == TaskColumn.PROMPT:
-            return row.prompt
+        if column == TaskColumn.CHARACTERS and row.characters:
+            return ", ".join(row.characters)
         if column == TaskColumn.ERROR and row.error:
             return f"{row.error_kind}: {row.error}" if row.error_kind else row.error
         if column == TaskColumn.WHERE:
@@ -364,6 +433,14 @@ class TaskTableModel(QtCore.QAbstractTableModel):
 
     def queue_position(self, task_id: int) -> int | None:
         return self._positions.get(task_id)
+
+    def composition(self, task_id: int) -> TaskComposition | None:
+        return self._compositions.get(task_id)
+
+    def set_compositions(self, compositions: dict[int, TaskComposition]) -> None:
+        """How the job's composed prompts were made, by task id (only tooltips use it: the
+        columns come from the rows)."""
+        self._compositions = dict(compositions)
 
     def set_rows(self, rows: Sequence[TaskRow], positions: dict[int, int] | None = None) -> None:
         """Show ``rows`` (every task of the job, in any order), changing only what changed.
@@ -563,6 +640,7 @@ __all__ = [
     "TaskTableModel",
     "dot_icon",
     "natural_key",
+    "prompt_tooltip",
     "sort_key",
     "sorted_rows",
     "state_icon",

@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from novelgen_desktop.desktop.session import TaskComposition
 from novelgen_desktop.engine.model import TaskState
 from novelgen_desktop.engine.scheduler import QueueMove
 from novelgen_desktop.engine.service import TaskRow
@@ -38,6 +39,7 @@ RETRYABLE = frozenset({TaskState.DEAD, TaskState.REFUSED, TaskState.CANCELLED})
 CHEAP_REFRESH = 0.02  # seconds of loop time below which every tick may refresh
 MAX_REFRESH_INTERVAL = 3.0  # seconds: the slowest the table follows a huge running job
 MOVABLE = frozenset({TaskState.QUEUED})
+STYLE_COLUMNS = (TaskColumn.CHARACTERS, TaskColumn.STYLE)
 
 _MOVE_WORDS = {
     QueueMove.TOP: "to the top",
@@ -50,11 +52,13 @@ _COLUMN_WIDTHS = {
     TaskColumn.QUEUE: 60,
     TaskColumn.WHERE: 200,
     TaskColumn.PROMPT: 360,
+    TaskColumn.CHARACTERS: 150,
     TaskColumn.STATE: 90,
     TaskColumn.PRIORITY: 60,
     TaskColumn.ATTEMPTS: 70,
     TaskColumn.WORKER: 90,
     TaskColumn.DURATION: 80,
+    TaskColumn.STYLE: 120,
 }
 
 
@@ -162,6 +166,10 @@ class TasksView(QtWidgets.QWidget):
         self._scroll_to_current = False
         self._reported_error: str | None = None
         self._counts: Counter[TaskState] = Counter()
+        # The job whose compositions the model holds, and whether its rows decided which
+        # style columns show.
+        self._compositions_of: str | None = None
+        self._columns_of: str | None = None
 
         self.model = TaskTableModel(self)
         self.proxy = TaskFilterProxy(self)
@@ -172,7 +180,7 @@ class TasksView(QtWidgets.QWidget):
         self._set_up_table()
 
         self.search = QtWidgets.QLineEdit(self)
-        self.search.setPlaceholderText("Search prompt, place, error or worker")
+        self.search.setPlaceholderText("Search prompt, place, error, worker or character")
         self.search.setClearButtonEnabled(True)
         self.search.textChanged.connect(self.proxy.set_search)
         self.search.textChanged.connect(self._update_status)
@@ -239,6 +247,8 @@ class TasksView(QtWidgets.QWidget):
         header.setHighlightSections(False)
         for column, width in _COLUMN_WIDTHS.items():
             header.resizeSection(column, width)
+        for column in STYLE_COLUMNS:  # shown for a job whose tasks have them
+            table.setColumnHidden(column, True)
         table.setSortingEnabled(True)
         # Script order by default: a 10,000-task queue sorted by place would re-sort on
         # every dispatch; the author sorts by Queue with one click.
@@ -341,6 +351,8 @@ class TasksView(QtWidgets.QWidget):
         self.job_id = job_id or None
         self._reported_error = None
         self.model.clear()
+        self._compositions_of = self._columns_of = None
+        self.model.set_compositions({})
         self._counts = Counter()
         self._update_state_buttons()
         self._update_status()
@@ -377,9 +389,15 @@ class TasksView(QtWidgets.QWidget):
         self.bridge.spawn("read the tasks", self._read_rows(job_id))
 
     async def _read_rows(self, job_id: str) -> None:
+        compositions: dict[int, TaskComposition] | None = None
         try:
             table = await self.bridge.session.service.task_table(job_id)
             rows, positions = table.rows, table.positions
+            if self._compositions_of != job_id:
+                # How the prompts were composed never changes: read once per job (a job
+                # without a style bible has nothing to read).
+                styled = any(r.style_version for r in rows)
+                compositions = await self.bridge.session.task_compositions(job_id) if styled else {}
         except NovelGenError as exc:
             # Every tick would fail the same way (a job deleted elsewhere): say it once.
             if str(exc) != self._reported_error and job_id == self.job_id:
@@ -391,6 +409,9 @@ class TasksView(QtWidgets.QWidget):
         if rows is not None and job_id == self.job_id:
             self._reported_error = None
             applied = time.monotonic()
+            if compositions is not None:
+                self._compositions_of = job_id
+                self.model.set_compositions(compositions)
             self.set_rows(rows, positions)
             # The loop's share: applying the rows, plus the read (mostly on the store
             # thread, but it competes for the GIL) counted at a fifth.
@@ -406,6 +427,7 @@ class TasksView(QtWidgets.QWidget):
         """Show ``rows`` (a fresh read of the job's tasks; queue positions apart or in the
         rows, see TaskTableModel.set_rows)."""
         self.model.set_rows(rows, positions)
+        self._show_style_columns(rows)
         self._counts = Counter(row.state for row in rows)
         self._update_state_buttons()
         self._update_actions()
@@ -415,6 +437,15 @@ class TasksView(QtWidgets.QWidget):
             current = self.table.currentIndex()
             if current.isValid():
                 self.table.scrollTo(current)
+
+    def _show_style_columns(self, rows: Sequence[TaskRow]) -> None:
+        """Characters and Style show for a job whose tasks have a cast or a style bible
+        version (decided once per job: both are fixed when it is created)."""
+        if not rows or self._columns_of == self.job_id:
+            return
+        self._columns_of = self.job_id
+        self.table.setColumnHidden(TaskColumn.CHARACTERS, not any(r.characters for r in rows))
+        self.table.setColumnHidden(TaskColumn.STYLE, not any(r.style_version for r in rows))
 
     # --- filters -----------------------------------------------------------------------
 

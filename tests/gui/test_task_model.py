@@ -23,6 +23,8 @@ from novelgen_desktop.gui.task_model import (
 N = 10_000
 CHAPTERS = [None, "1", "2", "10", "Prologue", "epilogue"]
 ERRORS = [None, None, "Content policy refused the prompt", "tab crashed", "Timeout after 300 s"]
+CASTS: list[tuple[str, ...]] = [(), (), ("Maren",), ("Old Tobias", "Maren"), ("Isak",)]
+VERSIONS = [None, "3+52b8ed790461", "10+0aa1", "2+ffee"]
 
 
 def make_row(task_id: int, rng: random.Random) -> TaskRow:
@@ -48,6 +50,8 @@ def make_row(task_id: int, rng: random.Random) -> TaskRow:
         output_path=None,
         source=f"script.txt:{task_id}",
         finished_at=None,
+        characters=rng.choice(CASTS),
+        style_version=rng.choice(VERSIONS),
     )
 
 
@@ -77,11 +81,13 @@ REFERENCE_KEYS: dict[TaskColumn, Any] = {
         r.variant,
     ),
     TaskColumn.PROMPT: lambda r: r.prompt.lower(),
+    TaskColumn.CHARACTERS: lambda r: natural(", ".join(r.characters)) if r.characters else None,
     TaskColumn.STATE: lambda r: list(TaskState).index(r.state),
     TaskColumn.PRIORITY: lambda r: r.priority,
     TaskColumn.ATTEMPTS: lambda r: r.attempts,
     TaskColumn.WORKER: lambda r: natural(r.worker_id) if r.worker_id else None,
     TaskColumn.DURATION: lambda r: r.duration,
+    TaskColumn.STYLE: lambda r: natural(r.style_version) if r.style_version else None,
     TaskColumn.ERROR: lambda r: r.error.lower() if r.error else None,
 }
 
@@ -131,7 +137,7 @@ def test_filter_by_state_gives_exactly_those_rows(
     assert proxy.rowCount() == N
 
 
-def test_search_is_case_insensitive_over_prompt_where_error_and_worker(
+def test_search_is_case_insensitive_over_prompt_where_error_worker_and_cast(
     model_and_proxy: tuple[TaskTableModel, TaskFilterProxy, list[TaskRow]],
 ) -> None:
     _model, proxy, rows = model_and_proxy
@@ -143,6 +149,8 @@ def test_search_is_case_insensitive_over_prompt_where_error_and_worker(
     }
     proxy.set_search("sim-4")
     assert set(visible_ids(proxy)) == {r.task_id for r in rows if r.worker_id == "sim-4"}
+    proxy.set_search("old TOBIAS")  # the cast, as the Characters column shows it
+    assert set(visible_ids(proxy)) == {r.task_id for r in rows if "Old Tobias" in r.characters}
     proxy.set_search("CH 10 · p 3 · panel")
     assert set(visible_ids(proxy)) == {
         r.task_id for r in rows if r.chapter == "10" and r.page == 3 and r.panel is not None

@@ -19,6 +19,9 @@ from novelgen_desktop.gui.qt import Qt, QtGui
 from novelgen_desktop.gui.task_model import TaskColumn
 from novelgen_desktop.gui.tasks_view import TasksView
 from novelgen_desktop.sim.worker import SimBehaviour
+from novelgen_desktop.style import Composer, load_style_bible
+from novelgen_desktop.style.composer import panel_of
+from tests.gui.style_util import write_bible, write_script
 
 
 async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -257,3 +260,71 @@ def test_the_context_menu_offers_every_action(
         "Copy prompt",
     ]
     assert not any(a.isEnabled() for a in view.context_menu().actions() if not a.isSeparator())
+
+
+def test_a_styled_job_shows_each_panels_characters_bible_version_and_composition(
+    qtbot: Any, session: DesktopSession, bridge: EngineBridge, run: Any, tmp_path: Path
+) -> None:
+    bible = load_style_bible(write_bible(tmp_path))
+    result = session.preview_files([write_script(tmp_path)])
+    composer = Composer(bible)
+    expected = [composer.compose(panel_of(spec)) for spec in result.specs]
+    styled = run(session.create_job("styled", result, style=bible))
+    plain = make_job(session, run, tmp_path, "plain", 3)
+    view = TasksView(bridge)
+    qtbot.addWidget(view)
+    bridge.select_job(plain)
+    run(bridge.settle())
+    assert view.table.isColumnHidden(TaskColumn.CHARACTERS)
+    assert view.table.isColumnHidden(TaskColumn.STYLE)
+
+    bridge.select_job(styled)
+    run(bridge.settle())
+    assert not view.table.isColumnHidden(TaskColumn.CHARACTERS)
+    assert not view.table.isColumnHidden(TaskColumn.STYLE)
+    model = view.proxy
+
+    def cell(row: int, column: TaskColumn, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        return model.data(model.index(row, column), role)
+
+    assert [cell(r, TaskColumn.CHARACTERS) for r in range(4)] == [
+        ", ".join(c.characters) for c in expected
+    ]
+    assert [cell(r, TaskColumn.CHARACTERS) for r in range(4)] == [
+        "",
+        "Maren",
+        "Old Tobias",
+        "Maren, Old Tobias",
+    ]
+    assert [cell(r, TaskColumn.STYLE) for r in range(4)] == [bible.version] * 4
+    assert cell(0, TaskColumn.STYLE, Qt.ItemDataRole.ToolTipRole) == (
+        f"Lighthouse, version {bible.version}"
+    )
+    assert cell(1, TaskColumn.STYLE, Qt.ItemDataRole.ToolTipRole) == (
+        f"Lighthouse, version {bible.version}\nReference images: maren.png"
+    )
+    # the prompt's tooltip: the panel's own words, then what was sent and what it brought in
+    climbs = expected[1]
+    assert cell(1, TaskColumn.PROMPT, Qt.ItemDataRole.ToolTipRole) == "\n".join(
+        [
+            "Description: Maren climbs to the lamp room",
+            "",
+            f"Composed prompt ({len(climbs.text):,} characters, Lighthouse {bible.version}):",
+            climbs.text,
+            "",
+            "Characters: Maren",
+            "Setting: Lamp room",
+            "Reference images: maren.png",
+        ]
+    )
+    assert cell(3, TaskColumn.PROMPT, Qt.ItemDataRole.ToolTipRole).startswith(
+        "Description: Maren and Old Tobias argue by the window\n"
+    )
+    # search and sort by the cast
+    view.search.setText("old tobias")
+    assert [row.seq for row in model.visible_rows()] == [3, 4]
+    view.search.clear()
+    view.table.sortByColumn(TaskColumn.CHARACTERS, Qt.SortOrder.AscendingOrder)
+    assert [cell(r, TaskColumn.CHARACTERS) for r in range(4)] == [
+        "Maren", "Maren, Old Tobias", "Old Tobias", ""
+    ]  # fmt: skip
