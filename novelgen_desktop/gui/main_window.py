@@ -28,6 +28,7 @@ from novelgen_desktop.gui.jobs_view import JobsView
 from novelgen_desktop.gui.log_view import LogView
 from novelgen_desktop.gui.qt import Qt, QtCore, QtGui, QtWidgets
 from novelgen_desktop.gui.settings_dialog import SettingsDialog
+from novelgen_desktop.gui.style_editor import StyleEditor, open_editors, open_style_editor
 from novelgen_desktop.gui.tasks_view import TasksView
 from novelgen_desktop.gui.tray import TrayController
 from novelgen_desktop.gui.workers_view import WorkersView
@@ -122,6 +123,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._action(jobs_menu, "&Resume all", self.tray.resume_all)
         jobs_menu.addSeparator()
         self._action(jobs_menu, "&Free memory now", self.free_memory)
+        style_menu = bar.addMenu("&Style")
+        self._action(style_menu, "&New style bible…", self.new_style_bible, "Ctrl+Shift+N")
+        self._action(style_menu, "&Open style bible…", self.choose_style_bible, "Ctrl+Shift+O")
         view_menu = bar.addMenu("&View")
         for index, name in enumerate(self.TABS):
             self._action(view_menu, name, self._show_tab(index), f"Ctrl+{index + 1}")
@@ -182,11 +186,30 @@ class MainWindow(QtWidgets.QMainWindow):
             self,
             "Import prompt files",
             str(Path.home()),
-            "Prompt files (*.txt *.csv *.tsv *.json *.jsonl *.md *.markdown *.fountain);;"
+            "Prompt files (*.script *.txt *.csv *.tsv *.json *.jsonl *.md *.markdown *.fountain);;"
             "All files (*)",
         )
         if files:
             self.import_files(files)
+
+    # --- style bibles -------------------------------------------------------------------
+
+    def open_style_editor(self, path: str | Path | None = None) -> StyleEditor:
+        """The style bible editor for ``path`` (a new bible from the template without one);
+        its preview offers the panels of any prompt file the author opens there."""
+        return open_style_editor(self, path=path)
+
+    def new_style_bible(self) -> StyleEditor:
+        return self.open_style_editor()
+
+    def choose_style_bible(self) -> StyleEditor | None:
+        name, _filter = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Open style bible", str(Path.home()), "Style bible (*.toml);;All files (*)"
+        )
+        return self.open_style_editor(name) if name else None
+
+    def unsaved_editors(self) -> list[StyleEditor]:
+        return [e for e in open_editors() if e.isVisible() and e.modified]
 
     # --- dialogs and reports --------------------------------------------------------------
 
@@ -284,8 +307,16 @@ class MainWindow(QtWidgets.QMainWindow):
         return self.session.service.runner is not None
 
     def request_quit(self) -> None:
-        """Quit for real: drain the engine, then end the event loop (``quit_finished``)."""
+        """Quit for real: drain the engine, then end the event loop (``quit_finished``).
+        A style bible with unsaved changes is asked about first (Save / Discard / Cancel,
+        one editor at a time); Cancel keeps the app running."""
         if self._quitting:
+            return
+        unsaved = self.unsaved_editors()
+        if unsaved:
+            unsaved[0].raise_()
+            unsaved[0].activateWindow()
+            unsaved[0].close_when_saved(then=self.request_quit)
             return
         self._quitting = True
         self.statusBar().showMessage("stopping: images in flight may still land…")

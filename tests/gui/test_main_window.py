@@ -18,7 +18,8 @@ from novelgen_desktop.desktop.session import DesktopSession
 from novelgen_desktop.engine.model import JobState, TaskState
 from novelgen_desktop.gui.bridge import EngineBridge
 from novelgen_desktop.gui.main_window import MainWindow
-from novelgen_desktop.gui.qt import QtCore
+from novelgen_desktop.gui.qt import QtCore, QtWidgets
+from novelgen_desktop.gui.style_editor import TEMPLATE, open_editors
 from novelgen_desktop.sim.worker import SimBehaviour
 from novelgen_desktop.store.database import Store
 
@@ -151,6 +152,39 @@ def test_closing_the_window_mid_job_without_a_tray_drains_and_quits(
     assert done >= 2
     out = Path(job.out_dir)
     assert len([p for p in out.rglob("*.png")]) == done  # no image lost, none extra
+
+
+@pytest.mark.qt_log_ignore("This plugin does not support raise", extend=True)
+def test_the_style_menu_opens_the_editor_and_quitting_asks_about_unsaved_text(
+    window: MainWindow, session: DesktopSession, wait_until: Any, tmp_path: Path
+) -> None:
+    [style_menu] = [a.menu() for a in window.menuBar().actions() if a.text() == "&Style"]
+    assert isinstance(style_menu, QtWidgets.QMenu)
+    [new_bible] = [a for a in style_menu.actions() if a.text() == "&New style bible…"]
+    new_bible.trigger()
+    [editor] = open_editors()
+    assert editor.isVisible() and editor.parentWidget() is window
+    assert editor.text() == TEMPLATE
+    assert window.unsaved_editors() == []
+    editor.editor.appendPlainText("# the look of chapter 3, not saved yet")
+    assert window.unsaved_editors() == [editor]
+
+    quit_seen: list[bool] = []
+    window.quit_finished.connect(lambda: quit_seen.append(True))
+    window.request_quit()  # asks first: Cancel keeps everything running
+    assert not window.quitting and session.started
+    assert editor.save_box is not None and editor.save_box.isVisible()
+    editor.save_box.button(QtWidgets.QMessageBox.StandardButton.Cancel).click()
+    assert not window.quitting and editor.isVisible() and editor.modified
+
+    target = tmp_path / "look.toml"
+    editor.path = target  # as if it had been saved there before: Save writes it
+    window.request_quit()
+    assert editor.save_box is not None
+    editor.save_box.button(QtWidgets.QMessageBox.StandardButton.Save).click()
+    assert target.read_text(encoding="utf-8").endswith("# the look of chapter 3, not saved yet")
+    wait_until(lambda: quit_seen, timeout=60)
+    assert window.quitting and not session.started
 
 
 def test_novelgen_with_no_command_opens_the_window_and_quits_cleanly(tmp_path: Path) -> None:
