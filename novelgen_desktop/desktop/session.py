@@ -355,20 +355,13 @@ class DesktopSession:
     async def task_compositions(self, job_id: str) -> dict[int, TaskComposition]:
         """How each task of a job was composed, by task id (tasks with neither a cast nor a
         composition are left out). Read once per job: it never changes."""
-        job = await self.service.find_job(job_id)
-        store = self.service.store
-
-        def read() -> dict[int, TaskComposition]:
-            found: dict[int, TaskComposition] = {}
-            for task in store.iter_task_dicts(job.id):
-                composition = composition_of(task["characters"], task["metadata"])
-                if composition is not None:
-                    found[task["id"]] = composition
-            return found
-
-        # TaskRow does not carry the cast or the metadata yet, and the store is only used
-        # on the service's store thread.
-        return await self.service._in_thread(read)
+        stored = await self.service.task_compositions(job_id)
+        found: dict[int, TaskComposition] = {}
+        for task_id, (characters, data) in stored.items():
+            composition = composition_of(characters, {COMPOSITION_KEY: data})
+            if composition is not None:
+                found[task_id] = composition
+        return found
 
     async def finished_images(self, job_id: str) -> list[ImagePreview]:
         """The job's images on disk, in script order (the gallery)."""

@@ -835,6 +835,24 @@ class JobService:
             leases = {tid: lease.worker_id for tid, lease in runner.scheduler.leases.items()}
         return await self._in_thread(self._build_task_rows, job.id, live, leases)
 
+    async def task_compositions(
+        self, job_id: str
+    ) -> dict[int, tuple[tuple[str, ...], dict[str, Any]]]:
+        """Each task's cast and ``metadata["composition"]`` (how a style bible composed its
+        prompt), by task id, for tasks that have either. Fixed when the job was created."""
+        job = await self.find_job(job_id)
+
+        def read() -> dict[int, tuple[tuple[str, ...], dict[str, Any]]]:
+            found: dict[int, tuple[tuple[str, ...], dict[str, Any]]] = {}
+            for task in self.store.iter_task_dicts(job.id):
+                composition = task["metadata"].get(COMPOSITION_KEY)
+                data = composition if isinstance(composition, dict) else {}
+                if data or task["characters"]:
+                    found[task["id"]] = (tuple(task["characters"]), data)
+            return found
+
+        return await self._in_thread(read)
+
     def _build_task_rows(
         self,
         job_id: str,

@@ -171,7 +171,17 @@ class RemoteWorker:
                     return failure
             if not await session.send(frame):
                 raise WorkerCrashed("connection lost sending assign")
-            return await future
+            outcome = await future
+            if (
+                attaches
+                and assignment.references
+                and isinstance(outcome, WorkerFailure)
+                and outcome.kind is ErrorKind.PAGE_ERROR
+            ):
+                # The worker may have lost or refused the bytes (a failed hash check, storage
+                # cleared): the next attempt sends them again rather than failing the same way.
+                self._references_sent.difference_update(r.sha256 for r in assignment.references)
+            return outcome
         except asyncio.CancelledError:
             if self.session is not None and (future.cancelled() or not future.done()):
                 with contextlib.suppress(Exception):

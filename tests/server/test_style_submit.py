@@ -308,3 +308,55 @@ def test_a_damaged_reference_copy_fails_the_attempt_without_sending_it(tmp_path:
         assert not any(isinstance(x, m.Assign | m.ReferenceImage) for x in log)
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_references_are_sent_again_after_the_worker_failed_for_want_of_them(
+    tmp_path: Path,
+) -> None:
+    """A worker that lost or refused the bytes fails the attempt page_error; the retry must
+    not fail the same way for the rest of the connection."""
+
+    async def scenario() -> None:
+        bible_path, _ = write_inputs(tmp_path / "in")
+        service, hub, url = await start_service_hub(tmp_path / "data")
+        log: list[m.Message] = []
+        try:
+            async with (
+                worker(url, "w1", ("binary_frames", "references")) as ws,
+                JobClient.connect(url) as client,
+            ):
+                answer = await client.request(
+                    m.Submit(
+                        request_id=client.next_id(),
+                        name="one",
+                        prompts=("@Maren waits",),
+                        style=str(bible_path),
+                    )
+                )
+                assert isinstance(answer, m.Submitted), answer
+                async with asyncio.timeout(20):
+                    while True:
+                        message = await recv_message(ws)
+                        log.append(message)
+                        if not isinstance(message, m.Assign):
+                            continue
+                        if message.attempt == 1:
+                            failure = m.TaskError(
+                                task_id=message.task_id,
+                                attempt=1,
+                                kind=m.ErrorKind.PAGE_ERROR,
+                                message="missing reference image maren.png",
+                            )
+                            await ws.send(m.encode(failure))
+                            continue
+                        await send_result(ws, message, png_for(message))
+                        break
+                await client.subscribe(answer.job_id, interval=0.25)
+                await client.progress_until(answer.job_id, ("finished",), timeout=20)
+        finally:
+            await hub.stop()
+            await service.stop()
+        kinds = [type(x).__name__ for x in log if isinstance(x, m.Assign | m.ReferenceImage)]
+        assert kinds == ["ReferenceImage", "Assign", "ReferenceImage", "Assign"]
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
