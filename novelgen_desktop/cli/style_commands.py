@@ -121,7 +121,8 @@ def cmd_compose(args: argparse.Namespace, paths: object = None) -> int:
     specs = [spec for spec in result.specs if _selected(spec, args)]
     if not specs:
         raise ConfigError("no panel matches --chapter/--page/--panel")
-    report = compose_specs(specs, bible)
+    filtered = len(specs) != len(result.specs)
+    report = compose_specs(specs, bible, check_chapters=not filtered)
     pairs = list(zip(report.specs, report.composed, strict=True))
     if args.json:
         for spec, prompt in pairs:

@@ -60,9 +60,16 @@ def composition_metadata(composed: ComposedPrompt) -> dict[str, Any]:
 
 
 def compose_specs(
-    specs: Sequence[PromptSpec], bible: StyleBible, *, max_errors: int = 200
+    specs: Sequence[PromptSpec],
+    bible: StyleBible,
+    *,
+    max_errors: int = 200,
+    check_chapters: bool = True,
 ) -> ComposeReport:
-    """Compose every spec; a panel that cannot be composed is an error at its script line."""
+    """Compose every spec; a panel that cannot be composed is an error at its script line.
+
+    ``check_chapters`` warns about bible chapters no panel belongs to (off when only some of a
+    script's panels are composed)."""
     composer = Composer(bible)
     report = ComposeReport()
     errors = 0
@@ -86,7 +93,11 @@ def compose_specs(
         metadata = {**spec.metadata, COMPOSITION_KEY: composition_metadata(composed)}
         report.specs.append(
             dataclasses.replace(
-                spec, text=composed.text, characters=composed.characters, metadata=metadata
+                spec,
+                text=composed.text,
+                # Speakers the bible does not know are still in the panel (and the manifest).
+                characters=(*composed.characters, *composed.unknown_cast),
+                metadata=metadata,
             )
         )
         report.composed.append(composed)
@@ -95,7 +106,7 @@ def compose_specs(
             ImportIssue(specs[0].source.file, None, f"{errors - max_errors} more panels failed")
         )
     for label, chapter in bible.chapters.items():
-        if specs and label.casefold() not in chapters_seen:
+        if check_chapters and specs and label.casefold() not in chapters_seen:
             report.issues.append(
                 ImportIssue(
                     bible.source or bible.name,

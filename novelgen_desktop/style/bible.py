@@ -157,7 +157,8 @@ class StyleBible:
 
     def chapter(self, label: str | None) -> ChapterStyle:
         """The global style with chapter ``label``'s overrides applied (style fields replace,
-        negatives add, entity sheets replace field by field)."""
+        negatives add, entity sheets replace field by field; a changed description drops the
+        book's short sheet unless the chapter gives its own)."""
         override = self.chapter_override(label)
         entities = {entity.name.casefold(): entity for entity in self.entities}
         if override is None:
@@ -169,7 +170,11 @@ class StyleBible:
             entities[name.casefold()] = replace(
                 base,
                 description=change.description or base.description,
-                short=change.short if change.short is not None else base.short,
+                # A new description without its own short sheet must not fall back to the
+                # book's (it would describe the old look): the composer cuts the new one.
+                short=change.short
+                if change.short is not None or change.description is not None
+                else base.short,
                 references=base.references if change.references is None else change.references,
             )
         return ChapterStyle(style, negative, override.location, entities)

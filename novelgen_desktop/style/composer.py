@@ -117,12 +117,16 @@ class _Draft:
         places = [s for s in self.locations if s.level < 3]
         if places:
             lines.append(
-                "Setting: " + "; ".join(self._label(s.entity) + _colon(s.text()) for s in places)
+                "Setting: "
+                + "; ".join(self._label(s.entity) + _clause(s.text()) for s in places)
+                + "."
             )
         props = [s for s in self.props if s.level < 3]
         if props:
             lines.append(
-                "Props: " + "; ".join(self._label(s.entity) + _colon(s.text()) for s in props)
+                "Props: "
+                + "; ".join(self._label(s.entity) + _clause(s.text()) for s in props)
+                + "."
             )
         style_parts = []
         for key, label in (
@@ -156,6 +160,11 @@ def _colon(text: str | None) -> str:
     return f": {text}" if text else ""
 
 
+def _clause(text: str | None) -> str:
+    """A sheet inside a ``;``-separated line: its own full stop would read ``.;``."""
+    return _colon(text.rstrip(".") if text else text)
+
+
 def _sentence(text: str) -> str:
     text = text.strip()
     return text if text.endswith((".", "!", "?")) else text + "."
@@ -169,7 +178,7 @@ class Composer:
         self._by_name: dict[str, Entity] = {}
         for entity in bible.entities:
             for name in entity.names:
-                self._by_name[name.casefold()] = entity
+                self._by_name[_fold(name).casefold()] = entity
         # Characters link as written, in capitals or capitalised (a name may be a word:
         # "Will"); places and things are common nouns and link in any case ("the lamp room").
         variants: dict[str, Entity] = {}
@@ -177,7 +186,7 @@ class Composer:
         for entity in bible.entities:
             if entity.link is not LinkMode.AUTO:
                 continue
-            for name in entity.names:
+            for name in map(_fold, entity.names):
                 if entity.kind is EntityKind.CHARACTER:
                     for variant in (name, name.upper(), name[:1].upper() + name[1:]):
                         variants.setdefault(variant, entity)
@@ -189,7 +198,7 @@ class Composer:
         self._auto_nouns = _alternation(nouns, re.IGNORECASE)
 
     def resolve(self, name: str) -> Entity | None:
-        return self._by_name.get(name.strip().casefold())
+        return self._by_name.get(_fold(name.strip()).casefold())
 
     def suggestion(self, name: str) -> str:
         names = sorted({n for e in self.bible.entities for n in e.names})
@@ -231,14 +240,19 @@ class Composer:
         return "".join(pieces), found
 
     def _auto_links(self, text: str) -> list[tuple[int, Entity]]:
+        text = _fold(text)  # same length: positions stay valid
         found: list[tuple[int, Entity]] = []
+        taken: list[tuple[int, int]] = []
         if self._auto is not None:
-            found += [(m.start(), self._variants[m.group(1)]) for m in self._auto.finditer(text)]
+            for match in self._auto.finditer(text):
+                found.append((match.start(), self._variants[match.group(1)]))
+                taken.append(match.span())
         if self._auto_nouns is not None:
-            found += [
-                (m.start(), self._nouns[m.group(1).casefold()])
-                for m in self._auto_nouns.finditer(text)
-            ]
+            for match in self._auto_nouns.finditer(text):
+                start, end = match.span()
+                # "the Harbour Master" is a character, not also the harbour.
+                if not any(start < t_end and t_start < end for t_start, t_end in taken):
+                    found.append((start, self._nouns[match.group(1).casefold()]))
         return found
 
     def compose(self, panel: PanelInput) -> ComposedPrompt:
@@ -322,6 +336,11 @@ class Composer:
                 f"reference images over the limit of {limit} not attached: " + ", ".join(left_out)
             )
         return tuple(chosen), names
+
+
+def _fold(text: str) -> str:
+    """Typographic apostrophes as plain ones, for matching names (O’Neill is O'Neill)."""
+    return text.replace("’", "'")
 
 
 def _alternation(names: dict[str, Entity], flags: int) -> re.Pattern[str] | None:

@@ -41,7 +41,7 @@ from novelgen_desktop.style.toml_lines import KeyPath, key_lines, line_of
 MAX_BIBLE_BYTES = 4 * 2**20
 MAX_REFERENCE_BYTES = 8 * 2**20  # the protocol's MAX_REFERENCE_BYTES
 MAX_TEXT_CHARS = 4000  # one description; the whole prompt has its own limit
-_NAME_RE = re.compile(r"[^\W\d_][\w .'’&-]{0,63}")
+_NAME_RE = re.compile(r"[^\W\d_](?:[\w .'’&-]{0,62}[\w.])?")
 _SYNTAX_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 _TOP_KEYS = ("bible", "style", "characters", "locations", "props", "chapters")

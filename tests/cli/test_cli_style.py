@@ -201,3 +201,14 @@ def test_export_has_the_description_characters_and_style_version(
     assert first["prompt"].startswith("MAREN climbs to the lamp room.\n\nCharacters:")
     assert first["characters"] == "Maren"
     assert first["style_version"].startswith("2+")
+
+
+def test_composing_one_chapter_does_not_warn_about_the_others(
+    inputs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    bible_path, script = inputs
+    assert main(["compose", str(script), "--style", str(bible_path), "--chapter", "1"]) == 0
+    _, err = capsys.readouterr()
+    assert "matches no panel" not in err
+    assert main(["compose", str(script), "--style", str(bible_path), "--chapter", "3"]) == 2
+    assert "no panel matches --chapter/--page/--panel" in capsys.readouterr().err

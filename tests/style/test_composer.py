@@ -820,3 +820,78 @@ def test_property_the_same_inputs_give_the_same_text(data: st.DataObject, book: 
     shuffled = _load("\n".join(data.draw(st.permutations(book.blocks()))))
     assert shuffled.version == bible.version
     assert compose(panel, shuffled).text == first.text
+
+
+# --- linking edge cases found in review ------------------------------------------------------
+
+EDGE_BIBLE = """\
+[style]
+medium = "ink"
+
+[characters."Harbour Master"]
+description = "A stout man in a peaked cap."
+
+[characters."O'Neill"]
+description = "A fisherman with a boathook."
+
+[locations.Harbour]
+description = "The stone harbour of Hallow Point."
+
+[props.Net]
+description = "A torn fishing net heaped on the quay."
+
+[props.Rope]
+description = "A coil of tarred rope."
+"""
+
+
+def test_a_place_inside_a_characters_name_is_not_linked(tmp_path: Path) -> None:
+    composer = Composer(parse(EDGE_BIBLE, tmp_path))
+    master = composer.compose(PanelInput("The Harbour Master counts the boats."))
+    assert master.characters == ("Harbour Master",) and master.locations == ()
+    both = composer.compose(PanelInput("The Harbour Master walks along the harbour."))
+    assert both.characters == ("Harbour Master",) and both.locations == ("Harbour",)
+
+
+def test_typographic_apostrophes_link_and_resolve(tmp_path: Path) -> None:
+    composer = Composer(parse(EDGE_BIBLE, tmp_path))
+    assert composer.compose(PanelInput("O’Neill mends the net.")).characters == ("O'Neill",)
+    assert composer.compose(PanelInput("@O’Neill waits.")).characters == ("O'Neill",)
+
+
+def test_sheets_in_one_line_do_not_read_full_stop_semicolon(tmp_path: Path) -> None:
+    text = Composer(parse(EDGE_BIBLE, tmp_path)).compose(PanelInput("A net and a rope.")).text
+    assert "Props: Net: A torn fishing net heaped on the quay; Rope: A coil of tarred rope." in text
+    assert ".;" not in text
+
+
+def test_a_chapters_new_description_is_what_gets_shortened(tmp_path: Path) -> None:
+    bible = parse(
+        """\
+[bible]
+max_prompt_chars = 200
+
+[style]
+medium = "ink"
+
+[characters.Maren]
+description = "A woman of thirty with dark hair tied back and a yellow oilskin coat."
+short = "Woman, 30, oilskin."
+
+[chapters.2.characters.Maren]
+description = "Left hand bandaged. A woman of thirty with dark hair and a yellow oilskin coat."
+""",
+        tmp_path,
+    )
+    composed = Composer(bible).compose(PanelInput("@Maren climbs the long stair to the lamp.", "2"))
+    assert "Left hand bandaged" in composed.text  # never the book's short sheet
+    assert "Woman, 30, oilskin." not in composed.text
+
+
+def test_a_name_may_not_end_with_a_space(tmp_path: Path) -> None:
+    from tests.style.style_testutil import issues_of, rendered
+
+    found = rendered(
+        issues_of('[style]\nmedium = "ink"\n[characters."Maren "]\ndescription = "x"\n', tmp_path)
+    )
+    assert len(found) == 1 and "book.toml:3: field 'characters.\"Maren \"'" in found[0]

@@ -174,7 +174,8 @@ def test_chapter_view_merges_overrides(tmp_path: Path) -> None:
     assert two.location == "causeway"
     maren = two.entities["maren"]
     assert maren.description == "A woman of thirty; her left hand bandaged."
-    assert maren.short == "Woman, 30, dark hair, oilskin coat."  # not overridden: kept
+    # a new description drops the book's short sheet: it would describe the old look
+    assert maren.short is None
     assert [r.name for r in maren.references] == ["maren-bandaged.png"]
     assert bible.chapter("epilogue").entities["storm lantern"].short == "A lantern, lit."
     plain = bible.chapter("1")
