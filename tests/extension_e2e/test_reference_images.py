@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -110,6 +111,12 @@ def failed_attempts(rig: BrowserRig, job_id: str) -> list[tuple[Any, ...]]:
         ).fetchall()
 
 
+def manifest_rows(rig: BrowserRig, job_id: str) -> list[dict[str, Any]]:
+    out = Path(job_outputs(rig.data_dir, job_id)["out_dir"])
+    lines = (out / "manifest.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines]
+
+
 def assert_saved_images_are_generated(rig: BrowserRig, job_id: str, reference: str) -> None:
     """Every task is done, its file on disk is the image the site generated for it (one of
     its assistant images), and never the reference sheet the user's message shows."""
@@ -149,6 +156,16 @@ def test_a_reference_is_uploaded_before_the_prompt_that_carries_it(tmp_path: Pat
                 assert prompt.attachment_file_ids == [upload.file_id]
                 assert "panel 1" in prompt.prompt and "Mara" in prompt.prompt
                 assert_saved_images_are_generated(rig, job_id, sheet)
+                # What ChatGPT received is the composed prompt, line breaks included, and
+                # the manifest says so with the bible's version.
+                (row,) = manifest_rows(rig, job_id)
+                version = load_style_bible(bible).version
+                assert row["prompt"] == prompt.prompt, (row["prompt"], prompt.prompt)
+                assert row["prompt"].startswith("Mara climbs the tower stairs, panel 1\n\n")
+                assert "- Mara (reference image: mara.png): A lighthouse keeper" in row["prompt"]
+                assert row["description"] == "Mara climbs the tower stairs, panel 1"
+                assert (row["style_bible"], row["style_version"]) == ("book", version)
+                assert row["characters"] == ["Mara"]
                 errors = await rig.extension_errors()
                 assert errors == {"warnings": [], "manifest": [], "runtime": []}, errors
 
