@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from novelgen_desktop.cli import options
-from novelgen_desktop.desktop.settings import DesktopSettings
+from novelgen_desktop.desktop.settings import DesktopSettings, save_settings
 from novelgen_desktop.engine.composition import COMPOSITION_KEY
-from novelgen_desktop.engine.model import ChatStrategy, TaskState
+from novelgen_desktop.engine.model import DEFAULT_MAX_CHAT_TURNS, ChatStrategy, TaskState
 from novelgen_desktop.engine.runner import RunSettings
 from novelgen_desktop.engine.service import JobService, ServiceSettings
 from novelgen_desktop.errors import ConfigError
@@ -329,10 +329,12 @@ class DesktopSession:
         priority: int = 0,
         style: StyleBible | None = None,
         chat_strategy: ChatStrategy | str = ChatStrategy.PANEL,
+        max_chat_turns: int = DEFAULT_MAX_CHAT_TURNS,
     ) -> str:
         """Create and queue a job from a preview without errors; returns its id. With a
         ``style`` bible the engine composes every prompt (a panel that cannot be composed
-        refuses the job, with its file:line); ``chat_strategy`` is how panels share chats."""
+        refuses the job, with its file:line); ``chat_strategy`` is how panels share chats,
+        ``max_chat_turns`` how long one conversation may grow."""
         if result.errors:
             first = result.errors[0]
             where = f"{first.file}:{first.line}" if first.line else first.file
@@ -349,8 +351,30 @@ class DesktopSession:
             sources=list(result.format_by_file),
             style=style,
             chat_strategy=chat_strategy,
+            max_chat_turns=max_chat_turns,
         )
+        bible_path = str(Path(style.source).resolve()) if style and style.source else ""
+        self.remember_style_choices(bible_path, ChatStrategy(chat_strategy), max_chat_turns)
         return job.id
+
+    def remember_style_choices(
+        self, style_bible: str | None, chat_strategy: ChatStrategy, max_chat_turns: int
+    ) -> None:
+        """Keep the job's bible and chat choices for the next import (the next job of the
+        same book). Saving is best effort: a read-only settings file never fails a job."""
+        remembered = replace(
+            self.settings,
+            style_bible=style_bible or "",
+            chat_strategy=chat_strategy.value,
+            max_chat_turns=max_chat_turns,
+        )
+        if remembered == self.settings:
+            return
+        self.settings = remembered
+        try:
+            save_settings(self.paths, remembered)
+        except (OSError, ConfigError) as exc:
+            log.warning("could not save the import choices: %s", exc)
 
     async def task_compositions(self, job_id: str) -> dict[int, TaskComposition]:
         """How each task of a job was composed, by task id (tasks with neither a cast nor a

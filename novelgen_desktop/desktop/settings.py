@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from novelgen_desktop.engine.model import DEFAULT_MAX_CHAT_TURNS, ChatStrategy
 from novelgen_desktop.errors import ConfigError
 from novelgen_desktop.memory.governor import GovernorSettings
 from novelgen_desktop.memory.monitor import MonitorSettings
@@ -41,6 +42,10 @@ class DesktopSettings:
     sim_latency: float = 1.5  # seconds per simulated image
     minimize_to_tray: bool = True  # closing the window while a job runs keeps it running
     notifications: bool = True
+    # The import dialog's last choices, offered again for the next job of the same book.
+    style_bible: str = ""  # path of the style bible; "" = none
+    chat_strategy: str = ChatStrategy.PANEL.value
+    max_chat_turns: int = DEFAULT_MAX_CHAT_TURNS
 
     def validate(self) -> DesktopSettings:
         """Raise ConfigError naming the first bad field; return self when all are good."""
@@ -94,6 +99,10 @@ def _field_problem(name: str, value: Any, settings: DesktopSettings) -> str | No
         return f"expected a port from 0 to 65535, got {value}"
     elif name == "sim_latency" and not 0 <= value <= 600:
         return f"expected 0 to 600 seconds, got {value}"
+    elif name == "chat_strategy" and value not in {s.value for s in ChatStrategy}:
+        return f"expected one of {', '.join(s.value for s in ChatStrategy)}, got {value!r}"
+    elif name == "max_chat_turns" and not 1 <= value <= 200:
+        return f"expected 1 to 200 turns, got {value}"
     return None
 
 
@@ -111,6 +120,9 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "sim_latency": (int, float),
     "minimize_to_tray": (bool,),
     "notifications": (bool,),
+    "style_bible": (str,),
+    "chat_strategy": (str,),
+    "max_chat_turns": (int,),
 }
 
 

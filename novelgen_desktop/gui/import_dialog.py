@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from novelgen_desktop.engine.model import ChatStrategy
+from novelgen_desktop.engine.model import DEFAULT_MAX_CHAT_TURNS, ChatStrategy
 from novelgen_desktop.errors import NovelGenError
 from novelgen_desktop.gui.bridge import EngineBridge
 from novelgen_desktop.gui.qt import Qt, QtCore, QtGui, QtWidgets
@@ -345,6 +345,7 @@ class JobChoices:
     specs: list[PromptSpec]
     style: StyleBible | None = None
     chat_strategy: ChatStrategy = ChatStrategy.PANEL
+    max_chat_turns: int = DEFAULT_MAX_CHAT_TURNS
 
 
 _NODE_ROLE = int(Qt.ItemDataRole.UserRole) + 1
@@ -485,6 +486,16 @@ class ImportPreviewDialog(QtWidgets.QDialog):
             self.chat_combo.addItem(label, strategy.value)
         self.chat_explanation = QtWidgets.QLabel()
         self.chat_explanation.setWordWrap(True)
+        self.turns_spin = QtWidgets.QSpinBox()
+        self.turns_spin.setRange(1, 200)
+        self.turns_spin.setSuffix(" messages")
+        self.turns_spin.setToolTip(
+            "A conversation that grows longer than this continues in a fresh chat: a long "
+            "chat slows the page and dilutes what the model keeps in view"
+        )
+        remembered = session.settings
+        self.turns_spin.setValue(remembered.max_chat_turns)
+        self.set_chat_strategy(remembered.chat_strategy)
         self.chat_combo.currentIndexChanged.connect(self._chat_changed)
         self._style_timer = QtCore.QTimer(self)
         self._style_timer.setSingleShot(True)
@@ -503,6 +514,7 @@ class ImportPreviewDialog(QtWidgets.QDialog):
         form.addRow("", self.bible_status)
         form.addRow("Chats", self.chat_combo)
         form.addRow("", self.chat_explanation)
+        form.addRow("New chat after", self.turns_spin)
 
         self.message = QtWidgets.QLabel()
         self.message.setWordWrap(True)
@@ -531,6 +543,9 @@ class ImportPreviewDialog(QtWidgets.QDialog):
         self.bible_edit.textChanged.connect(self._style_inputs_changed)
         self.workers_spin.valueChanged.connect(self._chat_changed)
         self.style_edit.textChanged.connect(self._style_inputs_changed)
+        last_bible = session.settings.style_bible
+        if last_bible and Path(last_bible).is_file():  # the last job's bible: same book
+            self.bible_edit.setText(last_bible)
         self._chat_changed()
         self._show_bible_status()
         self._update_state()
@@ -949,6 +964,7 @@ class ImportPreviewDialog(QtWidgets.QDialog):
 
     def _chat_changed(self, _index: int = 0) -> None:
         strategy = self.chat_strategy()
+        self.turns_spin.setEnabled(strategy is not ChatStrategy.PANEL)
         text = next(e for s, _label, e in CHAT_STRATEGIES if s is strategy)
         count = conversations(self.import_result.specs, strategy)
         tabs = self.workers_spin.value()
@@ -1005,6 +1021,7 @@ class ImportPreviewDialog(QtWidgets.QDialog):
             specs=self.specs_with_style(),
             style=self.bible,
             chat_strategy=self.chat_strategy(),
+            max_chat_turns=self.turns_spin.value(),
         )
 
     def create_job(self) -> None:
@@ -1030,6 +1047,7 @@ class ImportPreviewDialog(QtWidgets.QDialog):
                 priority=choices.priority,
                 style=choices.style,
                 chat_strategy=choices.chat_strategy,
+                max_chat_turns=choices.max_chat_turns,
             )
         except NovelGenError as exc:
             if self._closed:  # the author gave up waiting: say it in the main window

@@ -75,3 +75,16 @@ def test_a_bool_is_not_taken_for_a_number(paths: DataPaths) -> None:
     settings, problems = load_settings(paths)
     assert settings.default_workers == DesktopSettings().default_workers
     assert "expected int, got true" in problems[0]
+
+
+def test_the_remembered_chat_choices_are_checked(paths: DataPaths) -> None:
+    settings_path(paths).write_text(
+        json.dumps({"chat_strategy": "scene", "max_chat_turns": 0, "style_bible": "/b.toml"}),
+        encoding="utf-8",
+    )
+    settings, problems = load_settings(paths)
+    assert settings.style_bible == "/b.toml"
+    assert (settings.chat_strategy, settings.max_chat_turns) == ("panel", 12)
+    text = "\n".join(problems)
+    assert "field 'chat_strategy': expected one of panel, page, chapter, got 'scene'" in text
+    assert "field 'max_chat_turns': expected 1 to 200 turns, got 0" in text

@@ -129,9 +129,11 @@ def test_a_chosen_bible_composes_every_panel_and_create_hands_it_to_the_engine(
     [kwargs] = calls
     assert kwargs["style"] is not None and kwargs["style"].version == bible.version
     assert kwargs["chat_strategy"] is ChatStrategy.CHAPTER
+    assert kwargs["max_chat_turns"] == 12
     [job_id] = created
     job = run(session.service.find_job(job_id))
     assert job.settings["chat_strategy"] == "chapter"
+    assert job.settings["max_chat_turns"] == 12
     assert job.settings["style_bible"]["version"] == bible.version
     tasks = session.service.store.load_tasks(job_id)
     assert [t.prompt for t in tasks] == [c.text for c in expected]
@@ -254,3 +256,47 @@ def test_the_chat_strategy_says_how_many_conversations_the_script_makes(tmp_path
     unpaged = load_prompt_files([str(plain)]).specs
     assert conversations(unpaged, ChatStrategy.PAGE) is None  # no pages: a chat each
     assert conversations(unpaged, ChatStrategy.CHAPTER) == 1
+
+
+def test_the_next_import_offers_the_last_jobs_bible_and_chat_choices(
+    qtbot: Any,
+    session: DesktopSession,
+    bridge: EngineBridge,
+    run: Any,
+    wait_until: Any,
+    tmp_path: Path,
+) -> None:
+    """The next job of the same book starts from the last job's bible, strategy and turn
+    limit, and they survive a restart (the settings file)."""
+    from novelgen_desktop.desktop.settings import load_settings
+
+    bible_path = write_bible(tmp_path)
+    script = write_script(tmp_path)
+    first = preview(qtbot, bridge, run, [script])
+    assert first.turns_spin.value() == 12 and not first.turns_spin.isEnabled()  # per panel
+    choose_bible(first, wait_until, bible_path)
+    first.set_chat_strategy(ChatStrategy.PAGE)
+    assert first.turns_spin.isEnabled()
+    first.turns_spin.setValue(5)
+    first.create_button.click()
+    run(bridge.settle())
+    assert first.created_job_id is not None
+    job = run(session.service.find_job(first.created_job_id))
+    assert (job.settings["chat_strategy"], job.settings["max_chat_turns"]) == ("page", 5)
+
+    saved, problems = load_settings(session.paths)
+    assert problems == []
+    assert (saved.style_bible, saved.chat_strategy, saved.max_chat_turns) == (
+        str(bible_path.resolve()),
+        "page",
+        5,
+    )
+    second = preview(qtbot, bridge, run, [script])
+    assert second.bible_edit.text() == str(bible_path.resolve())
+    assert second.chat_strategy() is ChatStrategy.PAGE and second.turns_spin.value() == 5
+    wait_until(lambda: second.style_check is not None and second.style_problem() is None)
+    assert second.bible is not None
+
+    bible_path.unlink()  # a bible that is gone is not offered
+    third = preview(qtbot, bridge, run, [script])
+    assert third.bible_edit.text() == ""
