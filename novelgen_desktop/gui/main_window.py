@@ -26,6 +26,7 @@ from novelgen_desktop.gui.import_dialog import (
 )
 from novelgen_desktop.gui.jobs_view import JobsView
 from novelgen_desktop.gui.log_view import LogView
+from novelgen_desktop.gui.menus import add_menu_action
 from novelgen_desktop.gui.qt import Qt, QtCore, QtGui, QtWidgets
 from novelgen_desktop.gui.settings_dialog import SettingsDialog
 from novelgen_desktop.gui.style_editor import StyleEditor, open_editors, open_style_editor
@@ -102,36 +103,27 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # --- menus ----------------------------------------------------------------------------
 
-    def _action(
-        self, menu: QtWidgets.QMenu, text: str, slot: Callable[[], object], shortcut: str = ""
-    ) -> QtGui.QAction:
-        action = menu.addAction(text)
-        if shortcut:
-            action.setShortcut(QtGui.QKeySequence(shortcut))
-        action.triggered.connect(lambda _checked=False: slot())
-        return action
-
     def _build_menus(self) -> None:
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
-        self._action(file_menu, "&Import prompt files…", self.choose_files, "Ctrl+O")
-        self._action(file_menu, "&Settings…", self.open_settings, "Ctrl+,")
+        add_menu_action(file_menu, "&Import prompt files…", self.choose_files, "Ctrl+O")
+        add_menu_action(file_menu, "&Settings…", self.open_settings, "Ctrl+,")
         file_menu.addSeparator()
-        self._action(file_menu, "&Quit", self.request_quit, "Ctrl+Q")
+        add_menu_action(file_menu, "&Quit", self.request_quit, "Ctrl+Q")
         jobs_menu = bar.addMenu("&Jobs")
-        self._action(jobs_menu, "&Pause all", self.tray.pause_all)
-        self._action(jobs_menu, "&Resume all", self.tray.resume_all)
+        add_menu_action(jobs_menu, "&Pause all", self.tray.pause_all)
+        add_menu_action(jobs_menu, "&Resume all", self.tray.resume_all)
         jobs_menu.addSeparator()
-        self._action(jobs_menu, "&Free memory now", self.free_memory)
+        add_menu_action(jobs_menu, "&Free memory now", self.free_memory)
         style_menu = bar.addMenu("&Style")
-        self._action(style_menu, "&New style bible…", self.new_style_bible, "Ctrl+Shift+N")
-        self._action(style_menu, "&Open style bible…", self.choose_style_bible, "Ctrl+Shift+O")
+        add_menu_action(style_menu, "&New style bible…", self.new_style_bible, "Ctrl+Shift+N")
+        add_menu_action(style_menu, "&Open style bible…", self.choose_style_bible, "Ctrl+Shift+O")
         view_menu = bar.addMenu("&View")
         for index, name in enumerate(self.TABS):
-            self._action(view_menu, name, self._show_tab(index), f"Ctrl+{index + 1}")
+            add_menu_action(view_menu, name, self._show_tab(index), f"Ctrl+{index + 1}")
         help_menu = bar.addMenu("&Help")
-        self._action(help_menu, "&Documentation", self.open_docs, "F1")
-        self._action(help_menu, "&About NovelGen Desktop", self.show_about)
+        add_menu_action(help_menu, "&Documentation", self.open_docs, "F1")
+        add_menu_action(help_menu, "&About NovelGen Desktop", self.show_about)
 
     def _show_tab(self, index: int) -> Callable[[], None]:
         def show() -> None:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from novelgen_desktop.gui.background import LatestCall
+from novelgen_desktop.gui.menus import add_menu_action
 from novelgen_desktop.gui.qt import Qt, QtCore, QtGui, QtWidgets
 from novelgen_desktop.prompts.issues import ImportIssue, ImportResult
 from novelgen_desktop.prompts.loader import load_prompt_files
@@ -507,28 +508,21 @@ class StyleEditor(QtWidgets.QMainWindow):
 
     def _build_actions(self) -> None:
         menu = self.menuBar().addMenu("&File")
-        self.new_action = self._add(menu, "&New from template", self.new_from_template, "Ctrl+N")
-        self.open_action = self._add(menu, "&Open…", self.choose_file, "Ctrl+O")
-        self.save_action = self._add(menu, "&Save", self.save, "Ctrl+S")
-        self.save_as_action = self._add(menu, "Save &as…", self.save_as, "Ctrl+Shift+S")
+        self.new_action = add_menu_action(
+            menu, "&New from template", self.new_from_template, "Ctrl+N"
+        )
+        self.open_action = add_menu_action(menu, "&Open…", self.choose_file, "Ctrl+O")
+        self.save_action = add_menu_action(menu, "&Save", self.save, "Ctrl+S")
+        self.save_as_action = add_menu_action(menu, "Save &as…", self.save_as, "Ctrl+Shift+S")
         menu.addSeparator()
-        self._add(menu, "Open &script for the preview…", self.choose_script)
+        add_menu_action(menu, "Open &script for the preview…", self.choose_script)
         menu.addSeparator()
-        self._add(menu, "&Close", self.close, "Ctrl+W")
+        add_menu_action(menu, "&Close", self.close, "Ctrl+W")
         toolbar = self.addToolBar("File")
         toolbar.setObjectName("style-editor-file")
         toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
         toolbar.addActions([self.new_action, self.open_action, self.save_action])
         toolbar.addAction(self.save_as_action)
-
-    def _add(
-        self, menu: QtWidgets.QMenu, text: str, slot: Callable[[], object], shortcut: str = ""
-    ) -> QtGui.QAction:
-        action = menu.addAction(text)
-        if shortcut:
-            action.setShortcut(QtGui.QKeySequence(shortcut))
-        action.triggered.connect(lambda _checked=False: slot())
-        return action
 
     # --- the file ------------------------------------------------------------------------
 

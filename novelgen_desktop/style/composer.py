@@ -114,20 +114,11 @@ class _Draft:
             lines.append("Characters:")
             for sheet in self.characters:
                 lines.append(f"- {self._label(sheet.entity)}" + _colon(sheet.text()))
-        places = [s for s in self.locations if s.level < 3]
-        if places:
-            lines.append(
-                "Setting: "
-                + "; ".join(self._label(s.entity) + _clause(s.text()) for s in places)
-                + "."
-            )
-        props = [s for s in self.props if s.level < 3]
-        if props:
-            lines.append(
-                "Props: "
-                + "; ".join(self._label(s.entity) + _clause(s.text()) for s in props)
-                + "."
-            )
+        for title, sheets in (("Setting", self.locations), ("Props", self.props)):
+            kept = [s for s in sheets if s.level < 3]
+            if kept:
+                clauses = (self._label(s.entity) + _clause(s.text()) for s in kept)
+                lines.append(f"{title}: " + "; ".join(clauses) + ".")
         style_parts = []
         for key, label in (
             ("medium", ""),
