@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -87,6 +88,11 @@ async def worker(
         yield ws
 
 
+async def submit(client: JobClient, **fields: Any) -> m.Message:
+    """A ``submit`` request; its answer (``submitted`` or ``error``)."""
+    return await client.request(m.Submit(request_id=client.next_id(), **fields))
+
+
 async def serve(ws: ClientConnection, log: list[m.Message], stop: asyncio.Event) -> None:
     """Answer every assign with a PNG; keep every frame the hub sent, in order."""
     while not stop.is_set():
@@ -115,14 +121,12 @@ def test_references_go_once_per_connection_before_their_first_assign(tmp_path: P
                     asyncio.create_task(serve(w1, logs["w1"], stop)),
                     asyncio.create_task(serve(w2, logs["w2"], stop)),
                 ]
-                answer = await client.request(
-                    m.Submit(
-                        request_id=client.next_id(),
-                        name="book",
-                        path=str(script),
-                        style=str(bible_path),
-                        chat_strategy=m.ChatStrategy.PAGE,
-                    )
+                answer = await submit(
+                    client,
+                    name="book",
+                    path=str(script),
+                    style=str(bible_path),
+                    chat_strategy=m.ChatStrategy.PAGE,
                 )
                 assert isinstance(answer, m.Submitted), answer
                 await client.subscribe(answer.job_id, interval=0.25)
@@ -195,13 +199,11 @@ def test_a_worker_without_the_capability_gets_no_reference_frames(tmp_path: Path
                 JobClient.connect(url) as client,
             ):
                 server = asyncio.create_task(serve(ws, log, stop))
-                answer = await client.request(
-                    m.Submit(
-                        request_id=client.next_id(),
-                        name="book",
-                        path=str(script),
-                        style=str(bible_path),
-                    )
+                answer = await submit(
+                    client,
+                    name="book",
+                    path=str(script),
+                    style=str(bible_path),
                 )
                 assert isinstance(answer, m.Submitted), answer
                 await client.subscribe(answer.job_id, interval=0.25)
@@ -227,13 +229,11 @@ def test_submit_refuses_a_bad_bible_and_an_unknown_mention_with_the_place(tmp_pa
         service, hub, url = await start_service_hub(tmp_path / "data")
         try:
             async with JobClient.connect(url) as client:
-                answer = await client.request(
-                    m.Submit(
-                        request_id=client.next_id(),
-                        name="book",
-                        path=str(script),
-                        style=str(bible_path),
-                    )
+                answer = await submit(
+                    client,
+                    name="book",
+                    path=str(script),
+                    style=str(bible_path),
                 )
                 assert isinstance(answer, m.Error) and answer.field == "style", answer
                 assert f"{bible_path}:13: field 'characters.Isak.colour': unknown key" in (
@@ -242,25 +242,21 @@ def test_submit_refuses_a_bad_bible_and_an_unknown_mention_with_the_place(tmp_pa
                 assert "characters.Isak.description" in answer.message  # every problem
 
                 good, _ = write_inputs(tmp_path / "in2")
-                answer = await client.request(
-                    m.Submit(
-                        request_id=client.next_id(),
-                        name="typo",
-                        prompts=("@Maren sails", "@Isac waves"),
-                        style=str(good),
-                    )
+                answer = await submit(
+                    client,
+                    name="typo",
+                    prompts=("@Maren sails", "@Isac waves"),
+                    style=str(good),
                 )
                 assert isinstance(answer, m.Error) and answer.field == "prompts", answer
                 assert "@Isac is not in style bible" in answer.message
                 assert "did you mean @Isak" in answer.message
 
-                answer = await client.request(
-                    m.Submit(
-                        request_id=client.next_id(),
-                        name="relative",
-                        prompts=("a",),
-                        style="bible.toml",
-                    )
+                answer = await submit(
+                    client,
+                    name="relative",
+                    prompts=("a",),
+                    style="bible.toml",
                 )
                 assert isinstance(answer, m.Error) and answer.field == "style", answer
             assert await service.list_jobs() == []
@@ -279,13 +275,11 @@ def test_a_damaged_reference_copy_fails_the_attempt_without_sending_it(tmp_path:
         log: list[m.Message] = []
         try:
             async with JobClient.connect(url) as client:
-                answer = await client.request(
-                    m.Submit(
-                        request_id=client.next_id(),
-                        name="one",
-                        prompts=("@Maren waits",),
-                        style=str(bible_path),
-                    )
+                answer = await submit(
+                    client,
+                    name="one",
+                    prompts=("@Maren waits",),
+                    style=str(bible_path),
                 )
                 assert isinstance(answer, m.Submitted), answer
                 for copy in (tmp_path / "data").rglob(f"{REFERENCES_DIR}/*.png"):
@@ -325,13 +319,11 @@ def test_references_are_sent_again_after_the_worker_failed_for_want_of_them(
                 worker(url, "w1", ("binary_frames", "references")) as ws,
                 JobClient.connect(url) as client,
             ):
-                answer = await client.request(
-                    m.Submit(
-                        request_id=client.next_id(),
-                        name="one",
-                        prompts=("@Maren waits",),
-                        style=str(bible_path),
-                    )
+                answer = await submit(
+                    client,
+                    name="one",
+                    prompts=("@Maren waits",),
+                    style=str(bible_path),
                 )
                 assert isinstance(answer, m.Submitted), answer
                 async with asyncio.timeout(20):
