@@ -42,6 +42,10 @@ MAX_BIBLE_BYTES = 4 * 2**20
 MAX_REFERENCE_BYTES = 8 * 2**20  # the protocol's MAX_REFERENCE_BYTES
 MAX_TEXT_CHARS = 4000  # one description; the whole prompt has its own limit
 _NAME_RE = re.compile(r"[^\W\d_](?:[\w .'’&-]{0,62}[\w.])?")
+_NAME_RULE = (
+    "must start with a letter, end with a letter, digit or '.', and be at most 64 letters, "
+    "digits, spaces or . ' & -"
+)
 _SYNTAX_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 _TOP_KEYS = ("bible", "style", "characters", "locations", "props", "chapters")
@@ -238,8 +242,7 @@ class _BibleReader:
         if not _NAME_RE.fullmatch(name):
             self.error(
                 path,
-                f"{kind.value} name {name!r} must start with a letter and be at most 64 letters, "
-                "digits, spaces or . ' & -",
+                f"{kind.value} name {name!r} {_NAME_RULE}",
             )
             return None
         if isinstance(body, str):  # [characters] Maren = "description" shorthand
@@ -255,8 +258,7 @@ class _BibleReader:
             if not _NAME_RE.fullmatch(alias):
                 self.error(
                     (*path, "aliases", index),
-                    f"alias {alias!r} must start with a letter and be at most 64 letters, digits, "
-                    "spaces or . ' & -",
+                    f"alias {alias!r} {_NAME_RULE}",
                 )
         references = self.references(table.get("references"), (*path, "references"))
         link_value = table.get("link", LinkMode.AUTO.value)

@@ -500,7 +500,7 @@ def test_max_references_range(tmp_path: Path, value: int, ok: bool) -> None:
 def test_bad_entity_names(tmp_path: Path, name: str) -> None:
     (issue,) = issues_of(MINIMAL + f"[characters.{name}]\ndescription = 'x'\n", tmp_path)
     assert issue.line == 3
-    assert "must start with a letter and be at most 64 letters" in issue.message
+    assert "must start with a letter, end with a letter, digit or '.'" in issue.message
 
 
 def test_bad_alias(tmp_path: Path) -> None:
