@@ -48,7 +48,7 @@ _NAME_RULE = (
 )
 _SYNTAX_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
 
-_TOP_KEYS = ("bible", "style", "characters", "locations", "props", "chapters")
+_TOP_KEYS = ("bible", "style", "negative", "characters", "locations", "props", "chapters")
 _BIBLE_KEYS = ("name", "version", "max_prompt_chars", "max_references")
 _ENTITY_KEYS = ("description", "short", "aliases", "references", "link")
 _OVERRIDE_KEYS = ("description", "short", "references")
@@ -400,6 +400,17 @@ def parse_style_bible(text: str, *, file: str, base_dir: Path, max_errors: int =
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
+        if Path(file).suffix.lower() in (".yaml", ".yml"):
+            raise StyleBibleError(
+                [
+                    ImportIssue(
+                        file,
+                        None,
+                        "style bibles are TOML files, not YAML: write the same keys as "
+                        "[tables] and key = value lines (see docs/style-bible.md)",
+                    )
+                ]
+            ) from None
         message = str(exc)
         position = _SYNTAX_POSITION.search(message)
         line = column = None
@@ -448,6 +459,9 @@ def _read(reader: _BibleReader, data: dict[str, Any], file: str) -> StyleBible:
         MAX_REFERENCES,
     )
     style, negative = reader.style(data.get("style"), ("style",))
+    # ``negative = [...]`` before the first table is where many authors put it: the same list.
+    top_negative = reader.text_list(data.get("negative"), ("negative",))
+    negative = tuple(dict.fromkeys((*top_negative, *negative)))
     if "style" not in data:
         reader.error(("style",), 'a bible needs a [style] table (at least medium = "...")')
     elif (

@@ -942,3 +942,23 @@ def test_version_does_not_depend_on_where_the_bible_lies(tmp_path: Path) -> None
     b = load_style_bible(_complete(tmp_path / "b"))
     assert a.version == b.version
     assert a.entities[0].references[0].path != b.entities[0].references[0].path
+
+
+def test_negatives_before_the_first_table_join_the_styles(tmp_path: Path) -> None:
+    bible = parse(
+        'negative = ["text", "logos"]\n[style]\nmedium = "ink"\nnegative = ["logos", "frames"]\n',
+        tmp_path,
+    )
+    assert bible.negative == ("text", "logos", "frames")
+
+
+def test_a_yaml_bible_is_told_to_be_toml(tmp_path: Path) -> None:
+    path = tmp_path / "bible.yaml"
+    path.write_text("style:\n  medium: ink\ncharacters:\n  Maren: a woman\n", encoding="utf-8")
+    with pytest.raises(StyleBibleError) as info:
+        load_style_bible(path)
+    [issue] = info.value.issues
+    assert str(issue) == (
+        f"{path}: style bibles are TOML files, not YAML: write the same keys as [tables] and "
+        "key = value lines (see docs/style-bible.md)"
+    )
