@@ -258,9 +258,11 @@ class HubClient:
         timeout: float = 600.0,
         on_progress: Callable[[JobWatch], None] | None = None,
         watch: JobWatch | None = None,
+        submit_fields: dict[str, Any] | None = None,
     ) -> JobWatch:
         """Submit ``prompts`` as job ``name`` and return once its state is final (raises
-        ``TimeoutError`` after ``timeout`` s, leaving what was seen in ``watch``)."""
+        ``TimeoutError`` after ``timeout`` s, leaving what was seen in ``watch``).
+        ``submit_fields`` replaces the inline prompts (``path``, ``style``, ...)."""
         watch = watch if watch is not None else JobWatch(name=name, prompts=len(prompts))
         submit_sent = False
         backoff = BACKOFF_INITIAL
@@ -288,7 +290,8 @@ class HubClient:
                                 watch.job_id = await self._find_job(session, name)
                             if watch.job_id is None:
                                 submit_sent = True
-                                await self._submit(session, watch, prompts)
+                                fields = submit_fields or {"prompts": prompts}
+                                await self._submit(session, watch, fields)
                             await self._follow(session, watch, interval)
                             return watch
                         finally:
@@ -327,10 +330,10 @@ class HubClient:
                 if kind == "error":
                     raise HubRefusedError(f"hello refused: {frame.get('code')}")
 
-    async def _submit(self, session: _Session, watch: JobWatch, prompts: list[str]) -> None:
-        answer = await session.request({"type": "submit", "name": watch.name, "prompts": prompts})
+    async def _submit(self, session: _Session, watch: JobWatch, fields: dict[str, Any]) -> None:
+        answer = await session.request({"type": "submit", "name": watch.name, **fields})
         if answer.get("type") != "submitted":
-            raise HubRefusedError(f"submit answered with {answer.get('type')}")
+            raise HubRefusedError(f"submit answered with {answer.get('type')}: {answer}")
         watch.job_id = str(answer["job_id"])
         watch.tasks = int(answer["tasks"])
         watch.skipped = int(answer.get("skipped") or 0)

@@ -470,6 +470,87 @@ def prompts_for(count: int, tag: str) -> list[str]:
     ]
 
 
+STYLE_BIBLE = """\
+[bible]
+name = "Load test"
+version = "1"
+
+[style]
+medium = "ink and watercolour graphic-novel panel"
+palette = "cold slate and teal"
+aspect = "square 1:1 image"
+negative = ["lettering", "watermarks"]
+
+[characters.Maren]
+description = "A woman of 24 in a mustard-yellow oilskin coat, dark hair tied back."
+references = ["maren.png"]
+
+[characters.Isak]
+description = "A boy of 15 with copper hair and a long red scarf."
+references = ["isak.png"]
+
+[locations."Lamp room"]
+aliases = ["lamp room"]
+description = "The glass lantern room at the top of the tower."
+"""
+
+
+def write_style_inputs(folder: Path, count: int, tag: str) -> tuple[Path, Path]:
+    """A Full Script of ``count`` panels (6 a page, 25 pages a chapter) mentioning the bible's
+    characters, the bible and its two reference images; returns (script, bible)."""
+    from novelgen_desktop.sim.render import render_panel_png
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("maren", "isak"):
+        png = render_panel_png(f"{name} reference sheet", width=96, height=128, seed=name)
+        (folder / f"{name}.png").write_bytes(png)
+    (folder / "bible.toml").write_text(STYLE_BIBLE, encoding="utf-8")
+    lines: list[str] = []
+    for i in range(count):
+        chapter, page, panel = i // 150 + 1, i // 6 + 1, i % 6 + 1
+        if i % 150 == 0:
+            lines.append(f"CHAPTER {chapter}")
+        if panel == 1:
+            lines.append(f"PAGE {page}")
+        who = "@Maren" if i % 3 else "@Isak hands @Maren the lamp;"
+        lines += [f"Panel {panel}", f"{who} climbs to the lamp room ({tag}, panel {i + 1}).", ""]
+    (folder / "book.script").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder / "book.script", folder / "bible.toml"
+
+
+def inspect_style(data_dir: Path, job_id: str) -> dict[str, Any]:
+    """What the style bible changed, from the store: every attempt recorded with the job's
+    bible version, and how many pages or chapters were drawn by more than one worker (a
+    sequence moves only when its worker could not go on: a hub restart, a lost worker)."""
+    with contextlib.closing(sqlite3.connect(data_dir / "novelgen.sqlite")) as conn:
+        (settings,) = conn.execute("SELECT settings FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        rows = conn.execute(
+            "SELECT t.chapter, t.page, a.worker_id, a.outcome, a.style_version, t.metadata "
+            "FROM attempts a JOIN tasks t ON t.id = a.task_id WHERE t.job_id = ?",
+            (job_id,),
+        ).fetchall()
+    job_settings = json.loads(settings)
+    version = job_settings.get("style_bible", {}).get("version")
+    strategy = job_settings.get("chat_strategy")
+    workers_of: dict[tuple[Any, ...], set[str]] = {}
+    with_references = 0
+    for chapter, page, worker, outcome, _version, metadata in rows:
+        if outcome == "done":
+            key = (chapter,) if strategy == "chapter" else (chapter, page)
+            workers_of.setdefault(key, set()).add(worker)
+            composition = json.loads(metadata).get("composition", {})
+            with_references += bool(composition.get("references"))
+    return {
+        "bible_version": version,
+        "chat_strategy": strategy,
+        "attempts": len(rows),
+        "attempts_without_version": sum(1 for r in rows if r[4] != version),
+        "sequences": len(workers_of),
+        "sequences_on_several_workers": sum(1 for w in workers_of.values() if len(w) > 1),
+        "done_with_references": with_references,
+    }
+
+
 def run_scenario(
     scenario: Scenario,
     *,
@@ -534,6 +615,12 @@ async def _run(scenario: Scenario, root: Path, log: Log) -> dict[str, Any]:
             sampler.watch_other(f"workers-{worker.prefix}", worker.proc.pid)
         client = HubClient(hub.url, hub.token)
         prompts = prompts_for(scenario.tasks, watch.name)
+        submit_fields: dict[str, Any] | None = None
+        if scenario.style:
+            script, bible = write_style_inputs(root / "input", scenario.tasks, watch.name)
+            submit_fields = {"path": str(script), "style": str(bible)}
+            if scenario.chat_strategy:
+                submit_fields["chat_strategy"] = scenario.chat_strategy
         run_started = time.time()
         job = asyncio.create_task(
             client.run_job(
@@ -542,6 +629,7 @@ async def _run(scenario: Scenario, root: Path, log: Log) -> dict[str, Any]:
                 interval=scenario.interval,
                 timeout=scenario.timeout,
                 watch=watch,
+                submit_fields=submit_fields,
             )
         )
         controller = asyncio.create_task(
@@ -607,6 +695,10 @@ async def _run(scenario: Scenario, root: Path, log: Log) -> dict[str, Any]:
     job_id = watch.job_id or (ids[-1] if ids else None)
     store = inspect_job(data_dir, job_id) if job_id else None
     report["store"] = store
+    if scenario.style and job_id:
+        report["style"] = inspect_style(data_dir, job_id)
+        if report["style"]["attempts_without_version"]:
+            problems.append(f"attempts without the bible version: {report['style']}")
     result = _headline(scenario, watch, store)
     report["result"] = result
 

@@ -58,6 +58,10 @@ class Scenario:
     False where a worker may be away at that moment (dropped, crashed, or still in its
     reconnect backoff after a hub restart): it is stopped with SIGTERM instead."""
     tags: tuple[str, ...] = field(default_factory=tuple)
+    style: bool = False
+    """Submit a generated Full Script with a style bible (reference images, ``@`` mentions)
+    instead of inline prompts; ``chat_strategy`` then groups its pages or chapters."""
+    chat_strategy: str | None = None
 
     @property
     def workers(self) -> int:
@@ -83,6 +87,31 @@ def throughput(
         f"{image_size} px images from a bank of 64",
         timeout=max(120.0, tasks * 0.1),
         tags=("throughput",),
+    )
+
+
+def styled(
+    tasks: int, workers: int, *, chat_strategy: str = "page", kill_hub_at: tuple[float, ...] = ()
+) -> Scenario:
+    """A script composed with a style bible: every prompt is composed, each connection gets
+    the reference images once, pages (or chapters) stay in one conversation on one worker;
+    optionally the hub is SIGKILLed mid-job."""
+    kills = (
+        f", hub SIGKILLed at {', '.join(f'{k:.0%}' for k in kill_hub_at)}" if kill_hub_at else ""
+    )
+    return Scenario(
+        name=f"styled-{chat_strategy}-{tasks}x{workers}" + ("-kill" if kill_hub_at else ""),
+        tasks=tasks,
+        groups=(WorkerGroup(workers, SMALL_LATENCY),),
+        description=f"{tasks} panels of a generated script composed with a style bible (2 "
+        f"reference images), chat strategy {chat_strategy}, {workers} workers{kills}",
+        hub_options=FAULT_HUB if kill_hub_at else (),
+        kill_hub_at=kill_hub_at,
+        workers_hear_bye=not kill_hub_at,
+        timeout=180.0 + tasks * 0.2,
+        style=True,
+        chat_strategy=chat_strategy,
+        tags=("style",),
     )
 
 

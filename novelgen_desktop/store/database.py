@@ -611,10 +611,13 @@ def _apply_one(conn: sqlite3.Connection, op: StoreOp) -> None:
             if ended.rowcount == 0 and op.outcome == "done":
                 # An image adopted after a crash whose attempt start was never committed:
                 # record the attempt anyway (start unknown: the end stands in for it), so
-                # every done task has its done attempt.
+                # every done task has its done attempt. What was sent is the task's prompt,
+                # fixed at creation, and so is the style bible version it was composed with.
                 conn.execute(
                     "INSERT OR IGNORE INTO attempts (task_id, attempt, started_at, ended_at, "
-                    "outcome, conversation_url, image_id) VALUES (?,?,?,?,?,?,?)",
+                    "outcome, conversation_url, image_id, prompt_sent, style_version) "
+                    "SELECT ?, ?, ?, ?, ?, ?, ?, prompt, "
+                    "json_extract(metadata, '$.composition.version') FROM tasks WHERE id = ?",
                     (
                         op.task_id,
                         op.attempt,
@@ -623,6 +626,7 @@ def _apply_one(conn: sqlite3.Connection, op: StoreOp) -> None:
                         op.outcome,
                         op.conversation_url,
                         op.image_id,
+                        op.task_id,
                     ),
                 )
         case TaskUpdated():

@@ -119,3 +119,28 @@ def test_memory_storm_1000_tasks_pauses_and_resumes_without_loss() -> None:
         f"memory storm: {memory['episodes']} pauses, {memory['held_seconds']:.1f} s held of "
         f"{report['result']['seconds_first_assign_to_last_done']:.1f} s"
     )
+
+
+@pytest.mark.slow
+def test_a_script_composed_with_a_style_bible_keeps_each_page_on_one_worker() -> None:
+    """300 panels of a generated script, a bible with two reference images, chat strategy
+    page, 6 worker processes' tabs: every attempt records the bible version, every panel
+    carried its references, and no page was split between workers."""
+    report = run(scenarios.styled(300, 6, chat_strategy="page"))
+    style = report["style"]
+    assert style["attempts_without_version"] == 0
+    assert style["done_with_references"] == 300
+    assert style["sequences"] == 50
+    assert style["sequences_on_several_workers"] == 0
+    assert len(report["store"]["done_by_worker"]) == 6  # the pages still ran in parallel
+
+
+@pytest.mark.slow
+def test_a_styled_job_survives_a_hub_sigkill() -> None:
+    """The same, the hub SIGKILLed half way: nothing lost or duplicated, and the images the
+    restarted hub adopted are recorded with the prompt and bible version they were asked with
+    (their attempt start was never committed)."""
+    report = run(scenarios.styled(300, 6, chat_strategy="chapter", kill_hub_at=(0.5,)))
+    assert len(report["hub"]["kills"]) == 1
+    assert report["style"]["attempts_without_version"] == 0
+    assert report["style"]["done_with_references"] == 300

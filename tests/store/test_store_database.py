@@ -299,7 +299,24 @@ def test_a_done_attempt_whose_start_was_never_committed_is_recorded(
     row = attempt_row(store, tasks[0].id, 1)
     assert (row["started_at"], row["ended_at"], row["outcome"]) == (7.0, 7.0, "done")
     assert row["image_id"] == "img" and row["worker_id"] is None
+    assert row["prompt_sent"] == tasks[0].prompt and row["style_version"] is None
     assert store.load_attempts(tasks[1].id) == []
+
+
+def test_an_adopted_attempt_of_a_composed_task_records_its_prompt_and_bible_version(
+    store: Store,
+) -> None:
+    """What the lost AttemptStarted would have said: the task's (composed) prompt and the
+    style bible version it was composed with."""
+    from tests.store.conftest import make_job_record, make_task_records
+
+    [task] = make_task_records("styled", store.next_task_id(), 1)
+    task.prompt = "Maren waits.\n\nCharacters:\n- Maren: a woman of 24"
+    task.metadata = {"composition": {"version": "3+0123456789ab", "description": "x"}}
+    store.create_job(make_job_record("styled"), [task])
+    store.apply([AttemptEnded(task.id, 2, 9.0, "done")])
+    row = attempt_row(store, task.id, 2)
+    assert (row["prompt_sent"], row["style_version"]) == (task.prompt, "3+0123456789ab")
 
 
 def test_apply_task_updated(store: Store, new_job: JobFactory, snapshot_tables: Dump) -> None:
