@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from novelgen_desktop.engine.model import DEFAULT_MAX_CHAT_TURNS, ChatStrategy
+from novelgen_desktop.engine.model import DEFAULT_MAX_CHAT_TURNS, MAX_CHAT_TURNS, ChatStrategy
 from novelgen_desktop.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -28,8 +28,8 @@ def chat_turns(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 1 <= value <= 200:
-        raise argparse.ArgumentTypeError(f"expected 1 to 200, got {value}")
+    if not 1 <= value <= MAX_CHAT_TURNS:
+        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_CHAT_TURNS}, got {value}")
     return value
 
 

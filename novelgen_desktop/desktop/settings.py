@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from novelgen_desktop.engine.model import DEFAULT_MAX_CHAT_TURNS, ChatStrategy
+from novelgen_desktop.engine.model import DEFAULT_MAX_CHAT_TURNS, MAX_CHAT_TURNS, ChatStrategy
 from novelgen_desktop.errors import ConfigError
 from novelgen_desktop.memory.governor import GovernorSettings
 from novelgen_desktop.memory.monitor import MonitorSettings
@@ -101,8 +101,8 @@ def _field_problem(name: str, value: Any, settings: DesktopSettings) -> str | No
         return f"expected 0 to 600 seconds, got {value}"
     elif name == "chat_strategy" and value not in {s.value for s in ChatStrategy}:
         return f"expected one of {', '.join(s.value for s in ChatStrategy)}, got {value!r}"
-    elif name == "max_chat_turns" and not 1 <= value <= 200:
-        return f"expected 1 to 200 turns, got {value}"
+    elif name == "max_chat_turns" and not 1 <= value <= MAX_CHAT_TURNS:
+        return f"expected 1 to {MAX_CHAT_TURNS} turns, got {value}"
     return None
 
 

@@ -82,6 +82,8 @@ class ChatStrategy(enum.StrEnum):
 
 DEFAULT_MAX_CHAT_TURNS = 12
 """Attempts in one conversation before a sequence continues in a fresh chat."""
+MAX_CHAT_TURNS = 200
+"""The most a job may allow (1..this): past it a ChatGPT conversation is too slow to use."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from novelgen_desktop.engine.model import DEFAULT_MAX_CHAT_TURNS, ChatStrategy
+from novelgen_desktop.engine.model import DEFAULT_MAX_CHAT_TURNS, MAX_CHAT_TURNS, ChatStrategy
 from novelgen_desktop.errors import NovelGenError
 from novelgen_desktop.gui.bridge import EngineBridge
 from novelgen_desktop.gui.qt import Qt, QtCore, QtGui, QtWidgets
@@ -487,7 +487,7 @@ class ImportPreviewDialog(QtWidgets.QDialog):
         self.chat_explanation = QtWidgets.QLabel()
         self.chat_explanation.setWordWrap(True)
         self.turns_spin = QtWidgets.QSpinBox()
-        self.turns_spin.setRange(1, 200)
+        self.turns_spin.setRange(1, MAX_CHAT_TURNS)
         self.turns_spin.setSuffix(" messages")
         self.turns_spin.setToolTip(
             "A conversation that grows longer than this continues in a fresh chat: a long "

@@ -15,7 +15,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from novelgen_desktop.engine.model import ChatStrategy, ErrorKind, JobState, MemoryLevel
+from novelgen_desktop.engine.model import (
+    MAX_CHAT_TURNS,
+    ChatStrategy,
+    ErrorKind,
+    JobState,
+    MemoryLevel,
+)
 from novelgen_desktop.protocol.codes import ErrorCode, ProtocolError
 from novelgen_desktop.protocol.schema import Metadata, Schema, field_error, rule, schema_for
 
@@ -508,7 +514,7 @@ class Submit:
     priority: int | None = field(default=None, metadata=rule(ge=-1000, le=1000))
     style: str | None = field(default=None, metadata=rule(min_len=1, max_len=4096))
     chat_strategy: ChatStrategy | None = None
-    max_chat_turns: int | None = field(default=None, metadata=rule(ge=1, le=200))
+    max_chat_turns: int | None = field(default=None, metadata=rule(ge=1, le=MAX_CHAT_TURNS))
 
     def validate(self) -> None:
         if (self.prompts is None) == (self.path is None):

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from novelgen_desktop.engine.composition import COMPOSITION_KEY
-from novelgen_desktop.engine.model import DEFAULT_MAX_CHAT_TURNS, ChatStrategy
+from novelgen_desktop.engine.model import DEFAULT_MAX_CHAT_TURNS, MAX_CHAT_TURNS, ChatStrategy
 from novelgen_desktop.errors import ConfigError
 from novelgen_desktop.prompts.issues import WARNING, ImportIssue, PromptImportError
 from novelgen_desktop.prompts.model import PromptSpec
@@ -121,9 +121,6 @@ def compose_specs(
     return report
 
 
-MAX_CHAT_TURNS_RANGE = (1, 200)
-
-
 @dataclasses.dataclass(frozen=True)
 class StyledJob:
     """What a job is created from when it has a bible or a chat strategy: composed specs,
@@ -153,9 +150,8 @@ def style_job(
             f"chat strategy {chat_strategy!r}: expected one of "
             + ", ".join(s.value for s in ChatStrategy)
         ) from None
-    low, high = MAX_CHAT_TURNS_RANGE
-    if isinstance(max_chat_turns, bool) or not low <= max_chat_turns <= high:
-        raise ConfigError(f"max chat turns {max_chat_turns!r}: expected {low} to {high}")
+    if isinstance(max_chat_turns, bool) or not 1 <= max_chat_turns <= MAX_CHAT_TURNS:
+        raise ConfigError(f"max chat turns {max_chat_turns!r}: expected 1 to {MAX_CHAT_TURNS}")
     settings: dict[str, Any] = {"chat_strategy": strategy.value}
     if strategy is not ChatStrategy.PANEL:
         settings["max_chat_turns"] = max_chat_turns
