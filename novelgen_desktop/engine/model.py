@@ -82,6 +82,10 @@ class ChatStrategy(enum.StrEnum):
 
 DEFAULT_MAX_CHAT_TURNS = 12
 """Attempts in one conversation before a sequence continues in a fresh chat."""
+MAX_REFERENCE_BYTES = 8 * 2**20
+"""Largest reference image a bible may name (a character sheet; the protocol's bound too)."""
+MAX_REFERENCES = 8
+"""Reference images attached to one prompt, at most."""
 MAX_CHAT_TURNS = 200
 """The most a job may allow (1..this): past it a ChatGPT conversation is too slow to use."""
 

@@ -17,6 +17,8 @@ from typing import Any, ClassVar
 
 from novelgen_desktop.engine.model import (
     MAX_CHAT_TURNS,
+    MAX_REFERENCE_BYTES,
+    MAX_REFERENCES,
     ChatStrategy,
     ErrorKind,
     JobState,
@@ -43,10 +45,6 @@ MAX_TEXT_FRAME = max(MAX_SUBMIT_FRAME, MAX_RESULT_FRAME)
 """The transport's ``max_size`` once authenticated."""
 MAX_PROMPTS = 20_000
 MAX_PROMPT_CHARS = 32_000
-MAX_REFERENCE_BYTES = 8 * 2**20
-"""Largest reference image the hub sends (a character sheet; ChatGPT's own upload cap is larger)."""
-MAX_REFERENCES = 8
-"""Reference images attached to one prompt."""
 MAX_REFERENCE_FRAME = 4 * ((MAX_REFERENCE_BYTES + 2) // 3) + 64 * 2**10
 """A ``reference_image`` carrying its bytes in base64."""
 

@@ -24,7 +24,6 @@ is what it takes reliably (the DALL·E 3 limit), and the default every bible sta
 MIN_MAX_PROMPT_CHARS = 200
 MAX_MAX_PROMPT_CHARS = 32_000  # the protocol's MAX_PROMPT_CHARS
 DEFAULT_MAX_REFERENCES = 4
-MAX_REFERENCES = 8  # the protocol's MAX_REFERENCES
 
 
 class EntityKind(enum.StrEnum):

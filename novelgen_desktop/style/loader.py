@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from novelgen_desktop.engine.model import MAX_REFERENCE_BYTES, MAX_REFERENCES
 from novelgen_desktop.errors import NovelGenError
 from novelgen_desktop.output.imagecheck import InvalidImageError, inspect_image
 from novelgen_desktop.prompts.issues import ImportIssue, IssueSink, TooManyErrorsError
@@ -24,7 +25,6 @@ from novelgen_desktop.style.bible import (
     DEFAULT_MAX_PROMPT_CHARS,
     DEFAULT_MAX_REFERENCES,
     MAX_MAX_PROMPT_CHARS,
-    MAX_REFERENCES,
     MIN_MAX_PROMPT_CHARS,
     STYLE_FIELDS,
     ChapterOverride,
@@ -39,7 +39,6 @@ from novelgen_desktop.style.bible import (
 from novelgen_desktop.style.toml_lines import KeyPath, key_lines, line_of
 
 MAX_BIBLE_BYTES = 4 * 2**20
-MAX_REFERENCE_BYTES = 8 * 2**20  # the protocol's MAX_REFERENCE_BYTES
 MAX_TEXT_CHARS = 4000  # one description; the whole prompt has its own limit
 _NAME_RE = re.compile(r"[^\W\d_](?:[\w .'’&-]{0,62}[\w.])?")
 _NAME_RULE = (
