@@ -173,3 +173,15 @@ def test_every_task_done_once_and_a_sequence_never_on_two_workers_at_once(
         active = [lease.sequence for lease in held.values() if lease.sequence is not None]
         assert len(active) == len(set(active))
     assert sorted(done) == list(range(1, len(plan) + 1))
+
+
+def test_a_panel_moved_to_the_top_is_its_owners_next() -> None:
+    from novelgen_desktop.engine.scheduler import QueueMove
+
+    scheduler = make(["a", "a", "a", "a", None])
+    first = lease(scheduler, "w1")
+    scheduler.move([4], QueueMove.TOP)
+    assert lease(scheduler, "w2").task_id == 5  # a free tab does not break into "a"
+    finish(scheduler, first)
+    nxt = lease(scheduler, "w1")
+    assert (nxt.task_id, nxt.new_chat) == (4, False)
