@@ -16,6 +16,7 @@ from typing import Any
 
 from novelgen_desktop.desktop.session import DesktopSession
 from novelgen_desktop.desktop.settings import DesktopSettings, save_settings
+from novelgen_desktop.engine.model import MAX_CHAT_TURNS, ChatStrategy
 from novelgen_desktop.errors import ConfigError
 from novelgen_desktop.gui.qt import Qt, QtCore, QtGui, QtWidgets
 from novelgen_desktop.output.naming import NameFields, NamingTemplate, TemplateError
@@ -63,10 +64,36 @@ class SettingsDialog(QtWidgets.QDialog):
         self.template_note = QtWidgets.QLabel()
         self.template_note.setWordWrap(True)
         self.naming_template.textChanged.connect(self._check_template)
+        # The style choices new jobs start from (the import dialog remembers the last ones).
+        self.style_bible = QtWidgets.QLineEdit(current.style_bible)
+        self.style_bible.setPlaceholderText("None: prompts are sent as written")
+        self.style_bible.setClearButtonEnabled(True)
+        self.style_browse_button = QtWidgets.QPushButton("Browse…")
+        self.style_browse_button.clicked.connect(self.browse_bible)
+        bible_row = QtWidgets.QHBoxLayout()
+        bible_row.addWidget(self.style_bible, 1)
+        bible_row.addWidget(self.style_browse_button)
+        self.chat_strategy = QtWidgets.QComboBox()
+        for strategy, label in (
+            (ChatStrategy.PANEL, "New chat per panel"),
+            (ChatStrategy.PAGE, "One chat per page"),
+            (ChatStrategy.CHAPTER, "One chat per chapter"),
+        ):
+            self.chat_strategy.addItem(label, strategy.value)
+        self.chat_strategy.setCurrentIndex(
+            max(0, self.chat_strategy.findData(current.chat_strategy))
+        )
+        self.max_chat_turns = QtWidgets.QSpinBox()
+        self.max_chat_turns.setRange(1, MAX_CHAT_TURNS)
+        self.max_chat_turns.setValue(current.max_chat_turns)
+        self.max_chat_turns.setSuffix(" messages")
         output = QtWidgets.QFormLayout()
         output.addRow("Output folder:", folder_row)
         output.addRow("File names:", self.naming_template)
         output.addRow("", self.template_note)
+        output.addRow("Style bible:", bible_row)
+        output.addRow("Chats:", self.chat_strategy)
+        output.addRow("New chat after:", self.max_chat_turns)
 
         # --- work -------------------------------------------------------------------------
         self.default_workers = QtWidgets.QSpinBox()
@@ -296,6 +323,9 @@ class SettingsDialog(QtWidgets.QDialog):
             "sim_latency": self.sim_latency.value(),
             "minimize_to_tray": self.minimize_to_tray.isChecked(),
             "notifications": self.notifications.isChecked(),
+            "style_bible": self.style_bible.text().strip(),
+            "chat_strategy": str(self.chat_strategy.currentData()),
+            "max_chat_turns": self.max_chat_turns.value(),
         }
         missing = {f.name for f in fields(DesktopSettings)} - set(values)
         assert not missing, f"the dialog does not edit {missing}"
@@ -336,6 +366,19 @@ class SettingsDialog(QtWidgets.QDialog):
         chosen = self.choose_folder()
         if chosen:
             self.output_dir.setText(str(Path(chosen)))
+
+    def choose_bible(self) -> str:
+        """Ask for a style bible file ("" when cancelled; tests replace this)."""
+        start = self.style_bible.text() or str(Path.home())
+        chosen, _filter = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Style bible", start, "Style bibles (*.toml);;All files (*)"
+        )
+        return chosen
+
+    def browse_bible(self) -> None:
+        chosen = self.choose_bible()
+        if chosen:
+            self.style_bible.setText(str(Path(chosen)))
 
     # --- pairing --------------------------------------------------------------------------
 

@@ -62,6 +62,12 @@ def test_every_field_is_edited_and_saved(
     dialog.sim_latency.setValue(0.75)
     dialog.minimize_to_tray.setChecked(False)
     dialog.notifications.setChecked(True)
+    bible = tmp_path / "book.toml"
+    dialog.choose_bible = lambda: str(bible)  # type: ignore[method-assign]
+    dialog.style_browse_button.click()
+    assert dialog.style_bible.text() == str(bible)
+    dialog.chat_strategy.setCurrentIndex(dialog.chat_strategy.findData("chapter"))
+    dialog.max_chat_turns.setValue(30)
     assert dialog.restart_needed() == ["the hub port", "demo mode (simulated tabs)"]
     assert "next time NovelGen starts: the hub port" in dialog.restart_note.text()
 
@@ -82,6 +88,9 @@ def test_every_field_is_edited_and_saved(
         sim_latency=0.75,
         minimize_to_tray=False,
         notifications=True,
+        style_bible=str(bible),
+        chat_strategy="chapter",
+        max_chat_turns=30,
     )
     assert dialog.settings() == expected
     saved, problems = load_settings(session.paths)
