@@ -41,6 +41,7 @@ from novelgen_desktop.engine.model import (
 )
 from novelgen_desktop.engine.recovery import open_store, reconcile_job
 from novelgen_desktop.engine.runner import JobRunner, RunSummary
+from novelgen_desktop.engine.verify import verify_job
 from novelgen_desktop.engine.worker import Worker
 from novelgen_desktop.errors import ConfigError, JobNotFoundError, NovelGenError, StoreError
 from novelgen_desktop.output.naming import DEFAULT_TEMPLATE, NamingTemplate
@@ -177,6 +178,19 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="parse prompt files and report, run nothing")
     validate.add_argument("files", nargs="+", metavar="FILE")
     validate.add_argument("--format")
+
+    verify = commands.add_parser(
+        "verify",
+        help="check that a job's files, database and manifest agree (reads only)",
+        description="Every finished task must have its file with the recorded size and "
+        "SHA-256, every file in the job's folder must belong to one, and the manifest must say "
+        "the same as the database. Exit status 0 when all agree, 1 when something does not.",
+    )
+    verify.add_argument("job", nargs="?", help="job id or unique prefix (default: the latest)")
+    verify.add_argument("--json", action="store_true", help="the report as JSON")
+    verify.add_argument(
+        "--no-hashes", action="store_true", help="compare sizes only (faster on big jobs)"
+    )
 
     export = commands.add_parser("export", help="export a job's tasks as CSV or JSON")
     export.add_argument("job")
@@ -657,6 +671,38 @@ def cmd_cancel(args: argparse.Namespace, paths: DataPaths) -> int:
     return EXIT_OK
 
 
+def cmd_verify(args: argparse.Namespace, paths: DataPaths) -> int:
+    with _open(paths) as store:
+        job = _job_or_latest(store, args.job, unfinished=False)
+        tasks = store.load_tasks(job.id)
+    report = verify_job(job, tasks, hashes=not args.no_hashes)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "job": report.job_id,
+                    "out_dir": report.out_dir,
+                    "done": report.done,
+                    "files_checked": report.files_checked,
+                    "hashes_checked": report.hashes_checked,
+                    "ok": report.ok,
+                    "findings": [asdict(f) for f in report.findings],
+                },
+                indent=1,
+            )
+        )
+    else:
+        how = "sizes and SHA-256" if report.hashes_checked else "sizes"
+        print(
+            f"job {report.job_id}: {report.done} done, {report.files_checked} file(s) checked "
+            f"({how}) in {report.out_dir}"
+        )
+        for finding in report.findings:
+            print(f"  {finding}")
+        print("  all agree" if report.ok else f"  {len(report.findings)} problem(s)")
+    return EXIT_OK if report.ok else EXIT_INCOMPLETE
+
+
 def cmd_export(args: argparse.Namespace, paths: DataPaths) -> int:
     columns = [
         "seq",
@@ -731,6 +777,7 @@ COMMANDS = {
     "cancel": cmd_cancel,
     "validate": cmd_validate,
     "export": cmd_export,
+    "verify": cmd_verify,
     "serve": cmd_serve,
     "pair": cmd_pair,
     "sim-worker": cmd_sim_worker,
