@@ -686,6 +686,7 @@ def cmd_verify(args: argparse.Namespace, paths: DataPaths) -> int:
                     "files_checked": report.files_checked,
                     "hashes_checked": report.hashes_checked,
                     "ok": report.ok,
+                    "manifest_unreconciled": report.manifest_unreconciled,
                     "findings": [asdict(f) for f in report.findings],
                 },
                 indent=1,
@@ -700,6 +701,9 @@ def cmd_verify(args: argparse.Namespace, paths: DataPaths) -> int:
         for finding in report.findings:
             print(f"  {finding}")
         print("  all agree" if report.ok else f"  {len(report.findings)} problem(s)")
+        hint = report.hint()
+        if hint is not None:
+            print(f"  note: {hint}")
     return EXIT_OK if report.ok else EXIT_INCOMPLETE
 
 

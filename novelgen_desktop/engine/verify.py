@@ -54,6 +54,18 @@ class VerifyReport:
     files_checked: int = 0
     hashes_checked: bool = True
     findings: list[Finding] = field(default_factory=list)
+    manifest_unreconciled: int = 0  # rows past what the database has taken in
+
+    def hint(self) -> str | None:
+        """What to do first, when the findings come from a database behind its manifest (a
+        crash or a rebuild from an older snapshot), not from damage."""
+        if not self.manifest_unreconciled:
+            return None
+        return (
+            f"the database has not taken in the last {self.manifest_unreconciled} manifest "
+            "row(s) yet (a crash, or a rebuild from an older snapshot): `novelgen resume` "
+            "reconciles them first"
+        )
 
     @property
     def ok(self) -> bool:
@@ -140,7 +152,16 @@ def verify_job(job: JobRecord, tasks: list[TaskRecord], *, hashes: bool = True) 
                     )
                 )
     _check_manifest(out, done, report)
+    manifest = out / MANIFEST_NAME
+    if manifest.exists():
+        report.manifest_unreconciled = sum(
+            1 for _row in read_manifest(manifest, offset=min(job.manifest_offset, _size(manifest)))
+        )
     return report
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size
 
 
 def _check_manifest(out: Path, done: list[TaskRecord], report: VerifyReport) -> None:

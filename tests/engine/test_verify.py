@@ -112,3 +112,30 @@ def test_a_manifest_that_disagrees_and_a_missing_manifest(
     manifest.unlink()
     kinds = [f.kind for f in verify_job(job, tasks).findings]  # type: ignore[arg-type]
     assert kinds == [FindingKind.NO_MANIFEST]
+
+
+def test_verify_after_the_database_was_deleted_and_a_snapshot_truncated(
+    finished_job: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The store is rebuilt from the newest readable snapshot + the manifest first (said on
+    stderr), then checked: the rebuilt job agrees with its files."""
+    from novelgen_desktop.paths import resolve_data_dir
+    from novelgen_desktop.store.snapshot import list_snapshots
+
+    data_dir, job_id = finished_job
+    paths = resolve_data_dir(data_dir)
+    snapshots = list_snapshots(paths.snapshots_dir(job_id))
+    newest = snapshots[-1][1] if snapshots[-1][0] >= snapshots[0][0] else snapshots[0][1]
+    newest.write_bytes(newest.read_bytes()[:40])  # truncated
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(data_dir / "novelgen.sqlite") + suffix).unlink(missing_ok=True)
+    assert main(["verify", job_id]) == 1  # the rebuilt job is behind its manifest
+    captured = capsys.readouterr()
+    assert f"rebuilt 1 job(s) from snapshots: {job_id}" in captured.err
+    assert "note: the database has not taken in the last 6 manifest row(s) yet" in captured.out
+    assert main(["resume", job_id, *SIM]) == 0  # reconciles: nothing is drawn again
+    capsys.readouterr()
+    assert main(["verify", job_id]) == 0
+    captured = capsys.readouterr()
+    assert "6 done, 6 file(s) checked" in captured.out and "all agree" in captured.out
+    assert "note:" not in captured.out
