@@ -140,9 +140,13 @@ def _adopt_from_manifest(
     return ops
 
 
-def _files_under(root: Path) -> set[str]:
+def files_under(root: Path, *, skip: frozenset[str] = frozenset()) -> set[str]:
+    """Every file below ``root`` as a relative POSIX path; top-level folders named in
+    ``skip`` are not entered."""
     found: set[str] = set()
-    for folder, _dirs, files in os.walk(root):
+    for folder, dirs, files in os.walk(root):
+        if skip and Path(folder) == root:
+            dirs[:] = [d for d in dirs if d not in skip]
         prefix = Path(folder).relative_to(root).as_posix()
         for name in files:
             found.add(name if prefix == "." else f"{prefix}/{name}")
@@ -156,7 +160,7 @@ def _adopt_from_disk(
     out_dir = Path(job.out_dir)
     ops: list[StoreOp] = []
     rows: list[dict[str, object]] = []
-    existing = _files_under(out_dir)  # one walk instead of a stat per candidate path
+    existing = files_under(out_dir)  # one walk instead of a stat per candidate path
     for task in tasks.values():
         if task.state is TaskState.DONE:
             continue

@@ -10,12 +10,11 @@ found, so the author knows which panel to look at.
 from __future__ import annotations
 
 import enum
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from novelgen_desktop.engine.model import TaskState
+from novelgen_desktop.engine.recovery import files_under
 from novelgen_desktop.engine.replaced import REPLACED_DIR
 from novelgen_desktop.output.writer import is_temp_file_name, sha256_file
 from novelgen_desktop.store.manifest import MANIFEST_NAME, read_manifest
@@ -72,17 +71,6 @@ class VerifyReport:
         return not self.findings
 
 
-def _files_under(root: Path) -> Iterator[str]:
-    """Every file below ``root`` (relative, POSIX), except the regenerated panels' old images
-    kept on purpose under ``.replaced/``."""
-    for folder, dirs, files in os.walk(root):
-        if Path(folder) == root and REPLACED_DIR in dirs:
-            dirs.remove(REPLACED_DIR)
-        prefix = Path(folder).relative_to(root).as_posix()
-        for name in files:
-            yield name if prefix == "." else f"{prefix}/{name}"
-
-
 def verify_job(job: JobRecord, tasks: list[TaskRecord], *, hashes: bool = True) -> VerifyReport:
     """Compare ``tasks`` (from the store) with the job's folder and manifest. Reads only."""
     out = Path(job.out_dir)
@@ -131,7 +119,8 @@ def verify_job(job: JobRecord, tasks: list[TaskRecord], *, hashes: bool = True) 
                 )
             )
     if out.is_dir():
-        for relative in sorted(_files_under(out)):
+        # Regenerated panels' old images are kept under .replaced/ on purpose.
+        for relative in sorted(files_under(out, skip=frozenset({REPLACED_DIR}))):
             if relative == MANIFEST_NAME or relative in owned:
                 continue
             name = relative.rsplit("/", 1)[-1]
