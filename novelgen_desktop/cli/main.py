@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from novelgen_desktop import __version__
-from novelgen_desktop.cli import options, style_commands
+from novelgen_desktop.cli import flags_commands, options, recovery_commands, style_commands
 from novelgen_desktop.cli.display import ProgressDisplay, format_duration
 from novelgen_desktop.cli.hub_commands import (
     add_hub_commands,
@@ -214,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_hub_commands(commands)
     add_submit_commands(commands)
     style_commands.add_compose_command(commands)
+    recovery_commands.add_recovery_commands(commands)
+    flags_commands.add_flags_commands(commands)
     return parser
 
 
@@ -789,6 +791,8 @@ COMMANDS = {
     "gui": cmd_gui,
     "follow": cmd_follow,
     "compose": style_commands.cmd_compose,
+    **recovery_commands.COMMANDS,
+    **flags_commands.COMMANDS,
 }
 
 

@@ -152,6 +152,7 @@ def example_messages() -> list[Message]:
             chat_mode=ChatMode.PER_TASK,
             selector_table='{"version": 7, "keys": {"sendButton": '
             '["button[data-testid=send-button]", "#composer-submit-button"]}}',
+            flags={"multi_tab": True, "selector_updates": True, "reference_images": True},
         ),
         Progress(task_id="4812", attempt=2, stage=Stage.GENERATING, percent=40.0),
         Result(

@@ -364,6 +364,9 @@ class Configure:
     selector_table: str | None = field(
         default=None, metadata=rule(min_len=2, max_len=MAX_SELECTOR_TABLE_CHARS)
     )
+    # The feature flags the browser side obeys (name → value; see docs/flags.md): the hub
+    # sends them so a kill switch reaches every extension without reinstalling it.
+    flags: Metadata | None = field(default=None, metadata=rule(max_items=64, max_len=64))
 
 
 @dataclass(frozen=True, slots=True)
