@@ -20,6 +20,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from novelgen_desktop.engine.jobs import relative_candidates
 from novelgen_desktop.engine.model import TaskState
@@ -84,7 +85,7 @@ class ReconcileReport:
         return "; ".join(parts + self.notes) or "nothing to repair"
 
 
-def _matches(out_dir: Path, relative: str, size: object, sha256: str) -> bool:
+def file_matches(out_dir: Path, relative: str, size: object, sha256: str) -> bool:
     """The file a manifest row names is there with its recorded size and hash.
 
     The size is checked first (one ``stat``) so a wrong file is rejected without reading it;
@@ -116,7 +117,7 @@ def _adopt_from_manifest(
         if not isinstance(relative, str) or not isinstance(sha, str):
             report.notes.append(f"manifest line {row.line} for task {task.id} is incomplete")
             continue
-        if not _matches(out_dir, relative, data.get("size"), sha):
+        if not file_matches(out_dir, relative, data.get("size"), sha):
             report.notes.append(f"manifest line for task {task.id} has no matching file")
             continue
         attempt = int(data.get("attempt") or max(task.attempts, 1))
@@ -153,62 +154,76 @@ def files_under(root: Path, *, skip: frozenset[str] = frozenset()) -> set[str]:
     return found
 
 
+def adoptable_image(
+    job: JobRecord, task: TaskRecord, existing: set[str], notes: list[str]
+) -> tuple[WrittenFile, dict[str, Any]] | None:
+    """A valid image already at one of ``task``'s planned paths (renamed into place, its
+    manifest row never written), with the manifest row that records it; None when there is
+    none. ``existing`` is the job folder's files (:func:`files_under`); an unusable file at a
+    planned path is said in ``notes`` and not taken."""
+    out_dir = Path(job.out_dir)
+    for candidate in relative_candidates(task.planned_path):
+        if candidate not in existing:
+            continue
+        relative = PurePosixPath(candidate)
+        path = out_dir / relative
+        try:
+            data = path.read_bytes()
+            info = inspect_image(data)
+        except (OSError, InvalidImageError) as exc:
+            notes.append(f"{relative} is not a usable image ({exc}); task requeued")
+            continue
+        digest = hashlib.sha256(data).hexdigest()  # the bytes are in hand: no second read
+        written = WrittenFile(path, relative.as_posix(), digest, len(data))
+        row = manifest_row(
+            job,
+            task,
+            max(task.attempts, 1),
+            written,
+            info,
+            worker_id=task.worker_id,
+            account_id=None,
+            finished_at=time.time(),
+            conversation_url=None,
+            image_id=None,
+        )
+        row["recovered"] = "adopted-from-disk"
+        return written, row
+    return None
+
+
 def _adopt_from_disk(
     job: JobRecord, tasks: dict[int, TaskRecord], report: ReconcileReport
 ) -> tuple[list[StoreOp], list[dict[str, object]]]:
     """Images renamed into place whose manifest row was never written: valid ones count."""
-    out_dir = Path(job.out_dir)
     ops: list[StoreOp] = []
     rows: list[dict[str, object]] = []
-    existing = files_under(out_dir)  # one walk instead of a stat per candidate path
+    existing = files_under(Path(job.out_dir))  # one walk instead of a stat per candidate path
     for task in tasks.values():
         if task.state is TaskState.DONE:
             continue
-        for candidate in relative_candidates(task.planned_path):
-            if candidate not in existing:
-                continue
-            relative = PurePosixPath(candidate)
-            path = out_dir / relative
-            try:
-                data = path.read_bytes()
-                info = inspect_image(data)
-            except (OSError, InvalidImageError) as exc:
-                report.notes.append(f"{relative} is not a usable image ({exc}); task requeued")
-                continue
-            digest = hashlib.sha256(data).hexdigest()  # the bytes are in hand: no second read
-            written = WrittenFile(path, relative.as_posix(), digest, len(data))
-            attempt = max(task.attempts, 1)
-            now = time.time()
-            row = manifest_row(
-                job,
-                task,
+        found = adoptable_image(job, task, existing, report.notes)
+        if found is None:
+            continue
+        written, row = found
+        attempt = max(task.attempts, 1)
+        now = float(row["finished_at"])
+        rows.append(row)
+        ops.append(AttemptEnded(task.id, attempt, now, "done"))
+        ops.append(
+            TaskCompleted(
+                task.id,
                 attempt,
-                written,
-                info,
-                worker_id=task.worker_id,
-                account_id=None,
-                finished_at=now,
-                conversation_url=None,
-                image_id=None,
+                written.relative,
+                written.sha256,
+                written.size,
+                now,
+                task.worker_id,
+                row,
             )
-            row["recovered"] = "adopted-from-disk"
-            rows.append(row)
-            ops.append(AttemptEnded(task.id, attempt, now, "done"))
-            ops.append(
-                TaskCompleted(
-                    task.id,
-                    attempt,
-                    written.relative,
-                    written.sha256,
-                    written.size,
-                    now,
-                    task.worker_id,
-                    row,
-                )
-            )
-            task.state = TaskState.DONE
-            report.from_disk += 1
-            break
+        )
+        task.state = TaskState.DONE
+        report.from_disk += 1
     return ops, rows
 
 
@@ -283,12 +298,28 @@ def _quarantine(paths: DataPaths) -> Path:
     return target
 
 
+def snapshot_state(path: Path) -> tuple[JobRecord, list[TaskRecord]]:
+    """The job and its tasks as snapshot ``path`` records them, ready to be stored again:
+    leases do not survive the process that held them, so leased tasks are queued. Any damage
+    is a :class:`StoreError` naming the file."""
+    try:
+        job, tasks = records_from_snapshot(read_snapshot(path))
+    except StoreError as exc:
+        if str(path) in str(exc):
+            raise
+        raise StoreError(f"snapshot {path}: {exc}") from exc
+    for task in tasks:
+        if task.state is TaskState.LEASED:
+            task.state = TaskState.QUEUED
+    return job, tasks
+
+
 def rebuild_job(store: Store, paths: DataPaths, job_id: str) -> JobRecord:
     """Recreate one job from its newest readable snapshot plus its manifest."""
     errors = []
     for _seq, snapshot_path in list_snapshots(paths.snapshots_dir(job_id)):
         try:
-            job, tasks = records_from_snapshot(read_snapshot(snapshot_path))
+            job, tasks = snapshot_state(snapshot_path)
             break
         except StoreError as exc:
             errors.append(str(exc))
@@ -296,9 +327,6 @@ def rebuild_job(store: Store, paths: DataPaths, job_id: str) -> JobRecord:
         raise StoreError(
             f"job {job_id}: no readable snapshot" + (f" ({'; '.join(errors)})" if errors else "")
         )
-    for task in tasks:
-        if task.state is TaskState.LEASED:
-            task.state = TaskState.QUEUED
     # Every manifest row is re-read: the snapshot may be older than the manifest.
     job.manifest_offset = 0
     store.create_job(job, tasks)
