@@ -17,6 +17,7 @@ from novelgen_desktop.desktop.metrics import MetricsRecorder
 from novelgen_desktop.gui.bridge import EngineBridge
 from novelgen_desktop.gui.charts import ChartsView
 from novelgen_desktop.gui.gallery import GalleryView
+from novelgen_desktop.gui.help_viewer import HelpViewer, open_help_document
 from novelgen_desktop.gui.icons import app_icon
 from novelgen_desktop.gui.import_dialog import (
     ImportPreviewDialog,
@@ -123,6 +124,7 @@ class MainWindow(QtWidgets.QMainWindow):
             add_menu_action(view_menu, name, self._show_tab(index), f"Ctrl+{index + 1}")
         help_menu = bar.addMenu("&Help")
         add_menu_action(help_menu, "&Documentation", self.open_docs, "F1")
+        add_menu_action(help_menu, "&Migration guide…", self.open_migration_guide)
         add_menu_action(help_menu, "&About NovelGen Desktop", self.show_about)
 
     def _show_tab(self, index: int) -> Callable[[], None]:
@@ -240,6 +242,16 @@ class MainWindow(QtWidgets.QMainWindow):
         local = Path(__file__).resolve().parents[2] / "docs"
         target = local.as_uri() if local.is_dir() else PROJECT_DOCS
         QtGui.QDesktopServices.openUrl(QtCore.QUrl(target))
+
+    help_window: HelpViewer | QtWidgets.QMessageBox | None = None  # the last guide shown
+
+    def open_migration_guide(self) -> HelpViewer | QtWidgets.QMessageBox:
+        """docs/migration.md in the app's own viewer (there may be no browser)."""
+        viewer = self.help_window if isinstance(self.help_window, HelpViewer) else None
+        self.help_window = open_help_document(
+            self, "migration.md", "The migration guide", reuse=viewer
+        )
+        return self.help_window
 
     def show_about(self) -> None:
         from novelgen_desktop import __version__  # noqa: PLC0415
