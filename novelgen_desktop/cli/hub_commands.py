@@ -23,6 +23,7 @@ from novelgen_desktop.paths import DataPaths
 
 if TYPE_CHECKING:
     from novelgen_desktop.engine.service import JobService
+    from novelgen_desktop.flags.service import FlagService
     from novelgen_desktop.memory.monitor import MemoryMonitor, MonitorSettings
     from novelgen_desktop.protocol.messages import Configure
     from novelgen_desktop.server.hub import Hub
@@ -146,6 +147,7 @@ def add_hub_commands(commands: Any) -> None:
         "(demos and CI pressure scenarios with sim-worker --heap-growth)",
     )
     serve.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    options.add_flag_options(serve)
 
     pair = commands.add_parser("pair", help="show the hub's pairing token and paired extensions")
     pair.add_argument("--show-token", action="store_true", help="print only the token")
@@ -316,6 +318,7 @@ def cmd_serve(args: argparse.Namespace, paths: DataPaths) -> int:
     token = load_or_create_token(paths)
     extensions = paired_extensions(paths) + [check_extension_id(x) for x in args.allow_extension]
     config = browser_config(args.tabs, args.chat_mode, args.selectors)
+    flags = options.open_process_flags(args, paths)  # a bad flag file or --flag starts nothing
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -329,6 +332,7 @@ def cmd_serve(args: argparse.Namespace, paths: DataPaths) -> int:
             remote=not loopback,
             token_path=token_file(paths),
             config=config,
+            flags=flags,
         )
     )
 
@@ -343,17 +347,20 @@ async def _serve(
     remote: bool,
     token_path: Path,
     config: Configure | None,
+    flags: FlagService,
 ) -> int:
     from novelgen_desktop.engine.service import (  # noqa: PLC0415
         JobService,
         ServiceSettings,
     )
+    from novelgen_desktop.server.flag_wiring import FlagWiring  # noqa: PLC0415
     from novelgen_desktop.server.hub import Hub  # noqa: PLC0415
 
     out_root = Path(args.out).expanduser().resolve() if args.out else None
     service = JobService(
         paths,
         ServiceSettings(run=_run_settings(args), out_root=out_root, naming_template=args.template),
+        flags=flags,
     )
     await service.start()
     hub = Hub(
@@ -372,6 +379,8 @@ async def _serve(
             + (" (another novelgen serve? choose --port)" if args.port else "")
         ) from exc
     monitor = _memory_monitor(args, service, hub, port)
+    wiring = FlagWiring(flags, service, hub=hub, monitor=monitor)
+    wiring.start()
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"{'wss' if context else 'ws'}://{host}:{port}/"
     print(f"novelgen: hub listening on {url}", file=sys.stderr)
@@ -405,9 +414,11 @@ async def _serve(
         loop.add_signal_handler(sig, on_signal)
     try:
         await stop.wait()
+        await wiring.stop()
         await monitor.stop()
         await hub.stop()
     finally:
+        flags.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     print("novelgen: hub stopped", file=sys.stderr)

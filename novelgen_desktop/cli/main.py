@@ -44,6 +44,7 @@ from novelgen_desktop.engine.runner import JobRunner, RunSummary
 from novelgen_desktop.engine.verify import verify_job
 from novelgen_desktop.engine.worker import Worker
 from novelgen_desktop.errors import ConfigError, JobNotFoundError, NovelGenError, StoreError
+from novelgen_desktop.flags.service import FlagService, stop_watching
 from novelgen_desktop.output.naming import DEFAULT_TEMPLATE, NamingTemplate
 from novelgen_desktop.paths import DataPaths, resolve_data_dir
 from novelgen_desktop.sim.worker import SimBehaviour, make_simulated_workers
@@ -141,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="import prompt files and run a new job to the end")
     run.add_argument("files", nargs="+", metavar="FILE")
+    options.add_flag_options(run)
     run.add_argument("--out", help="output folder; images go to OUT/<job>/")
     run.add_argument("--name", help="job name (default: first file's name)")
     run.add_argument(
@@ -157,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume = commands.add_parser("resume", help="continue a job (default: the latest unfinished)")
     resume.add_argument("job", nargs="?")
     _add_worker_options(resume)
+    options.add_flag_options(resume)
 
     status = commands.add_parser("status", help="show a job's state (default: the latest)")
     status.add_argument("job", nargs="?")
@@ -285,16 +288,49 @@ def _behaviour(settings: dict[str, Any]) -> SimBehaviour:
 
 
 def _run_job(
-    paths: DataPaths, store: Store, job: JobRecord, settings: dict[str, Any], *, show: bool
+    paths: DataPaths,
+    store: Store,
+    job: JobRecord,
+    settings: dict[str, Any],
+    flags: FlagService,
+    *,
+    show: bool,
 ) -> RunSummary:
     """Run under the job's lock: reconciling or running a job another process is running
     would dispatch its tasks twice."""
-    with JobLock(paths.job_lock(job.id), job.id):
-        return asyncio.run(_run_job_locked(paths, store, job, settings, show=show))
+    try:
+        with JobLock(paths.job_lock(job.id), job.id):
+            return asyncio.run(_run_job_locked(paths, store, job, settings, flags, show=show))
+    finally:
+        flags.close()
 
 
 async def _run_job_locked(
-    paths: DataPaths, store: Store, job: JobRecord, settings: dict[str, Any], *, show: bool
+    paths: DataPaths,
+    store: Store,
+    job: JobRecord,
+    settings: dict[str, Any],
+    flags: FlagService,
+    *,
+    show: bool,
+) -> RunSummary:
+    # The flags are followed while the job runs: `novelgen flags rollback` in another
+    # terminal, an edited flags.json or the remote take effect at the next attempt.
+    watch = flags.start_watching()
+    try:
+        return await _run_job_with_flags(paths, store, job, settings, flags, show=show)
+    finally:
+        await stop_watching(watch)
+
+
+async def _run_job_with_flags(
+    paths: DataPaths,
+    store: Store,
+    job: JobRecord,
+    settings: dict[str, Any],
+    flags: FlagService,
+    *,
+    show: bool,
 ) -> RunSummary:
     report = reconcile_job(store, job)
     if report.changed:
@@ -324,6 +360,7 @@ async def _run_job_locked(
                 cooldowns=cooldowns,
                 show=show,
                 relay=relay,
+                flags=flags,
             )
     workers = make_simulated_workers(count, behaviour, accounts=settings.get("accounts"))
     return await _drive(
@@ -335,6 +372,7 @@ async def _run_job_locked(
         cooldowns=cooldowns,
         show=show,
         relay=None,
+        flags=flags,
     )
 
 
@@ -348,6 +386,7 @@ async def _drive(
     cooldowns: dict[str, float],
     show: bool,
     relay: Any,
+    flags: FlagService,
 ) -> RunSummary:
     """Run the job with these workers, with progress display and Ctrl-C handling."""
     display = ProgressDisplay() if show else None
@@ -374,7 +413,9 @@ async def _drive(
         cooldowns=cooldowns,
         on_progress=display.update if display else None,
         on_first_dispatch=report_first_dispatch,
+        flags=flags,
     )
+    unsubscribe = flags.subscribe(lambda _flags, _reason: runner.poke())
     if relay is not None:
         relay.target = runner.deliver_late
     loop = asyncio.get_running_loop()
@@ -404,6 +445,7 @@ async def _drive(
                 return await runner.run()
         return await runner.run()
     finally:
+        unsubscribe()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 
@@ -495,6 +537,7 @@ def cmd_run(args: argparse.Namespace, paths: DataPaths) -> int:
     settings = _settings_from_args(args, {})
     _behaviour(settings)  # validate simulation settings before creating the job
     _require_simulate(settings)
+    flags = options.open_process_flags(args, paths)  # a bad --flag starts nothing
     styled = _styled(args, specs)
     settings.update(styled.settings)
     out_root = Path(args.out).expanduser() if args.out else paths.default_output_dir
@@ -518,7 +561,7 @@ def cmd_run(args: argparse.Namespace, paths: DataPaths) -> int:
             f"{job.out_dir}",
             file=sys.stderr,
         )
-        summary = _run_job(paths, store, job, settings, show=not args.no_progress)
+        summary = _run_job(paths, store, job, settings, flags, show=not args.no_progress)
         return _print_summary(store, summary)
 
 
@@ -579,8 +622,9 @@ def cmd_resume(args: argparse.Namespace, paths: DataPaths) -> int:
             raise ConfigError(f"job {job.id} was cancelled")
         settings = _settings_from_args(args, job.settings)
         _behaviour(settings)
+        flags = options.open_process_flags(args, paths)
         print(f"novelgen: resuming {job.id}", file=sys.stderr)
-        summary = _run_job(paths, store, job, settings, show=not args.no_progress)
+        summary = _run_job(paths, store, job, settings, flags, show=not args.no_progress)
         return _print_summary(store, summary)
 
 

@@ -13,7 +13,9 @@ from novelgen_desktop.engine.writer import WriterSettings
 from novelgen_desktop.errors import ConfigError
 
 if TYPE_CHECKING:
+    from novelgen_desktop.flags.service import FlagService
     from novelgen_desktop.memory.monitor import MonitorSettings
+    from novelgen_desktop.paths import DataPaths
 
 POLICY_KEYS = ("max_failures", "lease_seconds", "backoff_base", "min_cooldown")
 """Settings (and options of the same name) that tune ``SchedulerPolicy``."""
@@ -116,3 +118,34 @@ def run_settings(settings: dict[str, Any], *, wait_for_workers: bool = False) ->
     if "snapshot_every" in settings:
         writer = replace(writer, snapshot_every=settings["snapshot_every"])
     return RunSettings(policy=policy, writer=writer, wait_for_workers=wait_for_workers)
+
+
+def add_flag_options(parser: argparse.ArgumentParser) -> None:
+    """``--flag NAME=VALUE`` and ``--flags-url``: this process's feature-flag overrides."""
+    group = parser.add_argument_group("feature flags (docs/flags.md)")
+    group.add_argument(
+        "--flag",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a feature flag for this run, e.g. --flag multi_tab=off "
+        "(above every file and the remote; also NOVELGEN_FLAG_<NAME>=VALUE)",
+    )
+    group.add_argument(
+        "--flags-url",
+        metavar="URL_OR_FILE",
+        help="remote flag configuration: an https:// URL or a file path, fetched every 5 "
+        "minutes (default: $NOVELGEN_FLAGS_URL)",
+    )
+
+
+def open_process_flags(args: argparse.Namespace, paths: DataPaths) -> FlagService:
+    """The live flag set for a command that runs work; ConfigError on a bad override or a
+    bad local flag file, before anything starts."""
+    from novelgen_desktop.flags.service import open_flags  # noqa: PLC0415
+
+    return open_flags(
+        paths.root,
+        remote=getattr(args, "flags_url", None),
+        cli_overrides=list(getattr(args, "flag", None) or ()),
+    )

@@ -60,6 +60,7 @@ from novelgen_desktop.engine.scheduler import (
 from novelgen_desktop.engine.worker import Worker, WorkerCrashed
 from novelgen_desktop.engine.writer import DurableWriter, WriterSettings
 from novelgen_desktop.errors import ConfigError, OutputError
+from novelgen_desktop.flags.flagset import FixedFlags, FlagSource, task_unit
 from novelgen_desktop.output.imagecheck import ImageInfo, InvalidImageError, inspect_image
 from novelgen_desktop.output.writer import (
     OutputExistsError,
@@ -215,8 +216,12 @@ class JobRunner:
         clock: Callable[[], float] = time.time,
         on_progress: ProgressCallback | None = None,
         on_first_dispatch: Callable[[], None] | None = None,
+        flags: FlagSource | None = None,
     ) -> None:
         self.paths = paths
+        # The feature flags in force, read at every dispatch decision: a rollback or a kill
+        # switch takes effect at the next attempt, without restarting the job.
+        self.flags: FlagSource = flags or FixedFlags()
         self.job = job
         self.settings = settings or RunSettings()
         self.clock = clock
@@ -559,6 +564,7 @@ class JobRunner:
                 await self._wait_for_change(1.0)  # unhealthy tab: no new work until it is ok
                 continue
             now = self.clock()
+            self._apply_flags()
             lease = self.scheduler.next_assignment(worker.worker_id, now)
             if lease is None:
                 self._check_finished()
@@ -575,8 +581,16 @@ class JobRunner:
             await self._run_attempt(worker, lease)
         self._check_finished()
 
+    def _apply_flags(self) -> None:
+        """The scheduler's kill switches from the set in force (cheap: two attributes)."""
+        flags = self.flags.current
+        self.scheduler.single_worker = not flags.enabled("multi_tab")
+        self.scheduler.sequences_enabled = flags.enabled("chat_strategies")
+
     async def _run_attempt(self, worker: Worker, lease: Lease) -> None:
         task = self.tasks[lease.task_id]
+        flags = self.flags.current
+        unit = task_unit(self.job.id, task.id)
         self.writer.submit(
             AttemptStarted(
                 lease.task_id,
@@ -586,11 +600,15 @@ class JobRunner:
                 lease.started_at,
                 prompt_sent=task.prompt,
                 style_version=style_version_of(task),
+                variants=flags.variants_for(unit, worker.worker_id) or None,
+                flags_version=flags.version or None,
             )
         )
         chat: tuple[tuple[str, Any], ...] = ()
         if lease.sequence is not None:
             chat = (("sequence", lease.sequence), ("new_chat", lease.new_chat))
+        elif flags.enabled("fresh_chat", unit):
+            chat = (("new_chat", True),)
         assignment = Assignment(
             task_id=lease.task_id,
             attempt=lease.attempt,
@@ -607,7 +625,11 @@ class JobRunner:
                 )
                 if value is not None  # absent rather than null, as the protocol has it
             },
-            references=reference_files(self.paths, self.job.id, task),
+            references=(
+                reference_files(self.paths, self.job.id, task)
+                if flags.enabled("reference_images", unit)
+                else ()
+            ),
         )
         self._busy.add(worker.worker_id)
         key = (lease.task_id, lease.attempt)

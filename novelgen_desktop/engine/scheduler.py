@@ -173,6 +173,11 @@ class Scheduler:
         # health, and never a reason to think every worker is blocked for good.
         self.memory_hold: str | None = None  # why nobody gets new work now
         self.memory_held: frozenset[str] = frozenset()  # workers held on their own
+        # Feature-flag kill switches (flags.registry), set by the runner from the live set:
+        # single_worker is the single-tab fallback (one worker works, the others idle);
+        # sequences off runs every job as the 'panel' chat strategy.
+        self.single_worker = False
+        self.sequences_enabled = True
         self._counts: dict[TaskState, int] = dict.fromkeys(TaskState, 0)
 
     def _set_state(self, slot: TaskSlot, state: TaskState) -> None:
@@ -266,13 +271,15 @@ class Scheduler:
             return None
         if not self.account_available(worker.account_id, now):
             return None
+        if self.single_worker and not self._is_single_worker(worker_id, now):
+            return None
         self._promote_due(now)
         slot = self._next_of_own_sequence(worker, now) or self._next_ready(worker, now)
         if slot is None:
             return None
         self._set_state(slot, TaskState.LEASED)
         slot.attempts += 1
-        sequence = slot.sequence
+        sequence = slot.sequence if self.sequences_enabled else None
         new_chat = False
         if sequence is not None:
             new_chat = (
@@ -296,6 +303,18 @@ class Scheduler:
         worker.leases.add(slot.id)
         return lease
 
+    def _is_single_worker(self, worker_id: str, now: float) -> bool:
+        """In the single-tab fallback, whether ``worker_id`` is the one that works: nobody
+        else has an attempt in hand (those finish first, nothing is thrown away), and it is
+        the longest-connected worker able to work, so the choice is stable and the same in
+        every job's scheduler."""
+        if any(w.leases for w in self.workers.values() if w.worker_id != worker_id):
+            return False
+        for candidate in self.workers:
+            if self._can_work(candidate, now):
+                return candidate == worker_id
+        return False
+
     def _is_ready_entry(self, entry: tuple[int, float, int], now: float) -> TaskSlot | None:
         prio, rank, task_id = entry
         slot = self.tasks[task_id]
@@ -307,7 +326,7 @@ class Scheduler:
 
     def _next_of_own_sequence(self, worker: WorkerSlot, now: float) -> TaskSlot | None:
         """The next ready task of the sequence this worker owns: its conversation goes on."""
-        if worker.sequence is None:
+        if worker.sequence is None or not self.sequences_enabled:
             return None
         heap = self._sequence_ready.get(worker.sequence)
         while heap:
@@ -323,7 +342,7 @@ class Scheduler:
             if slot is None:
                 continue
             sequence = slot.sequence
-            if sequence is None:
+            if sequence is None or not self.sequences_enabled:
                 return slot
             owner = self.sequence_owner.get(sequence)
             if owner is not None and owner != worker.worker_id:

@@ -49,6 +49,7 @@ from novelgen_desktop.engine.runner import JobRunner, RunSettings, planned_relat
 from novelgen_desktop.engine.scheduler import QueueMove, QueuePlace, Scheduler
 from novelgen_desktop.engine.worker import Worker
 from novelgen_desktop.errors import ConfigError, OutputError
+from novelgen_desktop.flags.flagset import FixedFlags, FlagSource
 from novelgen_desktop.output.imagecheck import InvalidImageError, inspect_image
 from novelgen_desktop.output.naming import DEFAULT_TEMPLATE, NamingTemplate, TemplateError
 from novelgen_desktop.output.writer import OutputExistsError, write_image_atomically
@@ -185,9 +186,12 @@ class JobService:
         settings: ServiceSettings | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        flags: FlagSource | None = None,
     ) -> None:
         self.paths = paths
         self.settings = settings or ServiceSettings()
+        # The live feature flags every job's runner reads (see set_flags).
+        self.flags: FlagSource = flags or FixedFlags()
         if not self.settings.run.wait_for_workers:
             self.settings = replace(
                 self.settings, run=replace(self.settings.run, wait_for_workers=True)
@@ -312,6 +316,14 @@ class JobService:
             store = self._store
             with contextlib.suppress(RuntimeError):  # the store thread is shutting down
                 self._db_thread.submit(store.apply, [event])
+
+    # --- feature flags -----------------------------------------------------------------------
+
+    def flags_changed(self) -> None:
+        """The flag set changed (a kill switch, a rollback): the running job looks at its
+        dispatch again now instead of at its next wake-up."""
+        if self.runner is not None:
+            self.runner.poke()
 
     # --- the memory governor --------------------------------------------------------------
 
@@ -1082,6 +1094,7 @@ class JobService:
                 self.settings.run,
                 cooldowns=cooldowns,
                 clock=self.clock,
+                flags=self.flags,
             )
             runner.on_event = self._emit
             for worker_id in self.held_workers:

@@ -170,6 +170,7 @@ class MemoryMonitor:
         self.service = service
         self.workers = workers
         self.settings = settings or MonitorSettings()
+        self.flag_allows = True  # the memory_governor feature flag (see set_flag_allows)
         self.system = system
         self.locator = locator or BrowserLocator()
         self.server_port = server_port
@@ -216,12 +217,30 @@ class MemoryMonitor:
     def state(self) -> MemoryLevel:
         return self.governor.state
 
+    @property
+    def active(self) -> bool:
+        """Whether the governor may hold dispatch and clean up: the setting, and the
+        ``memory_governor`` feature flag (a kill switch flipped live)."""
+        return self.settings.enabled and self.flag_allows
+
     def update_settings(self, settings: MonitorSettings) -> None:
         self.settings = settings
         self.governor.update_settings(settings.governor)
-        if not settings.enabled:
+        if not self.active:
             self._cleaning.clear()
             self.service.set_memory_hold(None, frozenset())
+
+    def set_flag_allows(self, allowed: bool) -> None:
+        """The ``memory_governor`` flag changed. Off: every hold is released at once (the
+        readings go on, logged only). On again: the governor's current decision applies."""
+        if allowed == self.flag_allows:
+            return
+        self.flag_allows = allowed
+        if not self.active:
+            self._cleaning.clear()
+            self.service.set_memory_hold(None, frozenset())
+        elif self.last_reading is not None:
+            self._apply_hold()
 
     def on_reading(self, callback: Callable[[MemoryReading, GovernorDecision], None]) -> None:
         self._reading_callbacks.append(callback)
@@ -384,7 +403,7 @@ class MemoryMonitor:
         transition = decision.transition
         if transition is not None and decision.hold_all:
             self._hold_reason = transition.reason
-        enabled = self.settings.enabled
+        enabled = self.active
         if enabled:
             self._apply_hold(decision)
         if transition is not None:
@@ -424,7 +443,7 @@ class MemoryMonitor:
             MemoryLevel.NORMAL: "dispatch as usual",
         }
         self.transitions.append(transition)
-        effect = words[state] if self.settings.enabled else "governor off: nothing held"
+        effect = words[state] if self.active else "governor off: nothing held"
         self.service.log_event(
             _LEVELS[state],
             f"memory_{state.value}",

@@ -19,7 +19,8 @@ import secrets
 import ssl
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
@@ -59,6 +60,7 @@ from novelgen_desktop.protocol.messages import (
     encode,
     negotiate,
 )
+from novelgen_desktop.protocol.schema import Scalar
 from novelgen_desktop.server.remote_worker import (
     RESTART_GRACE,
     LateOutcomeHandler,
@@ -202,7 +204,7 @@ class Session:
             # a change made while this worker attaches (e.g. while its older connection is
             # still closing) reaches it as well.
             self.browser_worker = True
-            config = hub.browser_config
+            config = hub.config_for_browsers()
             if config is not None:
                 await self.send(config)
             await hub._attach_worker(self, hello)
@@ -400,6 +402,7 @@ class Hub:
     ) -> None:
         self.token = token
         self.browser_config = browser_config
+        self.browser_flags: dict[str, Scalar] | None = None  # see set_browser_flags
         self.extension_ids = frozenset(extension_ids)
         self.auth_timeout = auth_timeout
         self.heartbeat_interval = heartbeat_interval
@@ -572,13 +575,40 @@ class Hub:
         async with self._changed:
             self._changed.notify_all()
 
+    def config_for_browsers(self) -> Configure | None:
+        """What a browser worker is told: the settings, with the feature flags the browser
+        side obeys. ``selector_updates`` off withholds the pushed selector table (the
+        extension goes back to its own)."""
+        config, flags = self.browser_config, self.browser_flags
+        if flags is None:
+            return config
+        base = config or Configure()
+        keep_table = bool(flags.get("selector_updates", True))
+        return replace(
+            base, selector_table=base.selector_table if keep_table else None, flags=dict(flags)
+        )
+
+    async def _send_browser_config(self) -> None:
+        config = self.config_for_browsers()
+        if config is None:
+            return
+        # Concurrently: one connection stuck in its closing handshake must not hold up
+        # the others.
+        await asyncio.gather(*(s.send(config) for s in list(self.sessions) if s.browser_worker))
+
     async def configure_browsers(self, config: Configure) -> None:
         """New settings for the browsers behind the workers: kept for every worker that
         connects from now on, and sent to those connected now."""
         self.browser_config = config
-        # Concurrently: one connection stuck in its closing handshake must not hold up
-        # the others.
-        await asyncio.gather(*(s.send(config) for s in list(self.sessions) if s.browser_worker))
+        await self._send_browser_config()
+
+    async def set_browser_flags(self, flags: Mapping[str, Scalar]) -> None:
+        """The feature flags the extensions obey changed (a kill switch, a rollback): every
+        connected browser hears it now, every later one at its welcome."""
+        if self.browser_flags == dict(flags):
+            return
+        self.browser_flags = dict(flags)
+        await self._send_browser_config()
 
     def connected_workers(self) -> list[RemoteWorker]:
         return [w for w in self.workers.values() if w.connected]

@@ -576,7 +576,8 @@ def _apply_one(conn: sqlite3.Connection, op: StoreOp) -> None:
         case AttemptStarted():
             conn.execute(
                 "INSERT INTO attempts (task_id, attempt, worker_id, account_id, started_at, "
-                "prompt_sent, style_version) VALUES (?,?,?,?,?,?,?)",
+                "prompt_sent, style_version, variants, flags_version) "
+                "VALUES (?,?,?,?,?,?,?,?,?)",
                 (
                     op.task_id,
                     op.attempt,
@@ -585,6 +586,8 @@ def _apply_one(conn: sqlite3.Connection, op: StoreOp) -> None:
                     op.started_at,
                     op.prompt_sent,
                     op.style_version,
+                    json.dumps(op.variants, sort_keys=True) if op.variants else None,
+                    op.flags_version,
                 ),
             )
             conn.execute(

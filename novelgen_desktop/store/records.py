@@ -90,6 +90,8 @@ class AttemptStarted:
     started_at: float
     prompt_sent: str | None = None
     style_version: str | None = None  # the style bible the prompt was composed with
+    variants: dict[str, str] | None = None  # feature-flag experiment → variant it ran under
+    flags_version: int | None = None  # the feature-flag set in force when it started
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,10 +138,18 @@ def _migrate_to_v3(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE attempts ADD COLUMN style_version TEXT")
 
 
+def _migrate_to_v4(conn: sqlite3.Connection) -> None:
+    """Feature flags: the experiment variants each attempt ran under (JSON object flag →
+    variant, NULL: none) and the flag set's version, so variants can be compared afterwards."""
+    conn.execute("ALTER TABLE attempts ADD COLUMN variants TEXT")
+    conn.execute("ALTER TABLE attempts ADD COLUMN flags_version INTEGER")
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _migrate_to_v1,
     _migrate_to_v2,
     _migrate_to_v3,
+    _migrate_to_v4,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -216,7 +216,19 @@ def test_apply_attempt_started(store: Store, new_job: JobFactory, snapshot_table
     task = tasks[0]
     before = snapshot_tables(store)
     store.apply(
-        [AttemptStarted(task.id, 1, "w1", "acc1", 10.0, prompt_sent="sent", style_version="3+ab")]
+        [
+            AttemptStarted(
+                task.id,
+                1,
+                "w1",
+                "acc1",
+                10.0,
+                prompt_sent="sent",
+                style_version="3+ab",
+                variants={"fresh_chat": "control"},
+                flags_version=7,
+            )
+        ]
     )
     changes = diff(before, snapshot_tables(store))
     assert set(changes) == {"attempts", "tasks"}
@@ -237,6 +249,8 @@ def test_apply_attempt_started(store: Store, new_job: JobFactory, snapshot_table
         "image_id": None,
         "prompt_sent": "sent",
         "style_version": "3+ab",
+        "variants": '{"fresh_chat": "control"}',
+        "flags_version": 7,
     }
     removed, added = changes["tasks"]
     assert len(removed) == len(added) == 1  # only this task

@@ -1,0 +1,355 @@
+"""The live flag set of one process: sources read, changes versioned, subscribers told.
+
+Files, in ``<data dir>/flags/``: ``flags.json`` (the local layer, what ``novelgen flags set``
+writes and an author may edit), ``remote-cache.json`` (the remote's last known good copy),
+``history.sqlite3`` (every version, the rollback pin).
+
+A running hub or window calls :meth:`FlagService.watch`: every ``poll`` seconds it looks at
+the local file's stat and the history's ``data_version`` (cheap), re-resolves only when one
+moved, and fetches the remote every ``remote_every`` seconds in a thread. Subscribers (the
+hub's configure, the memory monitor, the runners) are called on the event loop with the new
+set, so a rollback typed in another terminal is in force within one poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from novelgen_desktop.errors import ConfigError
+from novelgen_desktop.flags.document import (
+    FlagConfigError,
+    FlagLayer,
+    FlagSetting,
+    document_of,
+    parse_document_text,
+    parse_text_value,
+)
+from novelgen_desktop.flags.flagset import FlagSet, resolve_shared
+from novelgen_desktop.flags.history import FlagHistory, FlagVersion
+from novelgen_desktop.flags.registry import REGISTRY
+from novelgen_desktop.flags.remote import FetchResult, RemoteConfig
+
+log = logging.getLogger(__name__)
+ENV_PREFIX = "NOVELGEN_FLAG_"
+REMOTE_ENV = "NOVELGEN_FLAGS_URL"
+DEFAULT_POLL = 0.2
+DEFAULT_REMOTE_EVERY = 300.0
+
+FlagListener = Callable[[FlagSet, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class FlagFiles:
+    root: Path
+
+    @property
+    def local(self) -> Path:
+        return self.root / "flags.json"
+
+    @property
+    def remote_cache(self) -> Path:
+        return self.root / "remote-cache.json"
+
+    @property
+    def history(self) -> Path:
+        return self.root / "history.sqlite3"
+
+
+def flag_files(data_root: Path) -> FlagFiles:
+    return FlagFiles(data_root / "flags")
+
+
+def overrides_from(
+    environ: Mapping[str, str], cli: list[str] | None = None
+) -> tuple[FlagLayer, dict[str, str]]:
+    """Environment (``NOVELGEN_FLAG_MULTI_TAB=off``) then ``--flag name=value`` on top."""
+    layer: FlagLayer = {}
+    sources: dict[str, str] = {}
+    problems: list[str] = []
+    for key, text in sorted(environ.items()):
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX) :].lower()
+        flag = REGISTRY.get(name)
+        if flag is None:
+            problems.append(f"{key}: unknown flag {name!r} (known: {', '.join(REGISTRY)})")
+            continue
+        try:
+            layer[name] = FlagSetting(value=parse_text_value(flag, text))
+            sources[name] = f"environment {key}"
+        except ValueError as exc:
+            problems.append(f"{key}: {exc}")
+    for item in cli or ():
+        name, sep, text = item.partition("=")
+        flag = REGISTRY.get(name.strip())
+        if not sep or flag is None:
+            problems.append(
+                f"--flag {item!r}: expected NAME=VALUE with NAME one of {', '.join(REGISTRY)}"
+            )
+            continue
+        try:
+            layer[flag.name] = FlagSetting(value=parse_text_value(flag, text))
+            sources[flag.name] = "--flag"
+        except ValueError as exc:
+            problems.append(f"--flag {item!r}: {exc}")
+    if problems:
+        raise FlagConfigError("flag overrides", problems)
+    return layer, sources
+
+
+def _stat_key(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size)
+
+
+class FlagService:
+    """The one place a process reads flags from; see the module docstring."""
+
+    def __init__(
+        self,
+        files: FlagFiles,
+        *,
+        remote: str | None = None,
+        overrides: FlagLayer | None = None,
+        override_sources: Mapping[str, str] | None = None,
+        remote_timeout: float = 5.0,
+        strict: bool = True,
+    ) -> None:
+        self.files = files
+        files.root.mkdir(parents=True, exist_ok=True)
+        self.history = FlagHistory(files.history)
+        self.remote = (
+            RemoteConfig(remote, files.remote_cache, timeout=remote_timeout) if remote else None
+        )
+        self.overrides: FlagLayer = dict(overrides or {})
+        self.override_sources = dict(override_sources or {})
+        self._listeners: list[FlagListener] = []
+        self._local: FlagLayer | None = None
+        self._local_key: tuple[int, int] | None = None
+        self._remote_layer: FlagLayer | None = None
+        self._data_version = -1
+        self.problems: list[str] = []  # why a source is not being used right now
+        self.current = FlagSet()
+        self._load_local(strict=strict)
+        if self.remote is not None:
+            self._remote_layer = self.remote.cached_layer()
+        self.refresh("started", force=True)
+
+    def close(self) -> None:
+        self.history.close()
+
+    # --- reading the sources ------------------------------------------------------------------
+
+    def _load_local(self, *, strict: bool) -> bool:
+        """Re-read flags.json if it changed; a bad file keeps the previous layer (and raises
+        when ``strict``: a command started with a bad file should say so and stop)."""
+        key = _stat_key(self.files.local)
+        if key == self._local_key:
+            return False
+        self._local_key = key
+        if key is None:
+            changed = self._local is not None
+            self._local = None
+            return changed
+        try:
+            layer = parse_document_text(
+                self.files.local.read_text(encoding="utf-8"), str(self.files.local)
+            )
+        except (OSError, UnicodeDecodeError) as exc:
+            error: ConfigError = ConfigError(f"cannot read {self.files.local}: {exc}")
+            layer = None
+        except FlagConfigError as exc:
+            error, layer = exc, None
+        if layer is None:
+            if strict:
+                raise error
+            self.problems = [f"local flag file ignored, the previous set stays: {error}"]
+            log.warning("%s", self.problems[0])
+            return False
+        self._local = layer
+        self.problems = []
+        return True
+
+    def _resolve(self) -> tuple[FlagLayer, dict[str, str], FlagVersion | None]:
+        pinned = self.history.pinned()
+        if pinned is not None:
+            layer, sources = resolve_shared(pinned.settings, None)
+            return layer, {k: f"rollback to v{pinned.version}" for k in sources}, pinned
+        layer, sources = resolve_shared(self._local, self._remote_layer)
+        return layer, sources, None
+
+    def refresh(self, reason: str = "changed", *, force: bool = False) -> bool:
+        """Look at the sources; record and announce a new set. True if the set changed."""
+        data_version = self.history.data_version()
+        local_changed = self._load_local(strict=False)
+        if not (force or local_changed or data_version != self._data_version):
+            return False
+        layer, sources, pinned = self._resolve()
+        if pinned is None:
+            why = reason
+            if local_changed and reason == "changed":
+                why = f"{self.files.local.name} changed"
+            version = self.history.record(layer, sources, why)
+        else:
+            version = self.history.latest() or self.history.record(layer, sources, reason)
+        self._data_version = self.history.data_version()
+        new = FlagSet(
+            shared=layer,
+            sources=sources,
+            overrides=self.overrides,
+            override_sources=self.override_sources,
+            version=version.version,
+            pinned_to=None if pinned is None else pinned.version,
+        )
+        old = self.current
+        self.current = new
+        if (new.version, new.pinned_to) == (old.version, old.pinned_to) and not force:
+            return False
+        if old.version:
+            log.info("feature flags now v%d (%s)", new.version, version.reason)
+        for listener in list(self._listeners):
+            try:
+                listener(new, version.reason)
+            except Exception:  # a listener's bug must not stop the others hearing it
+                log.exception("flag listener failed")
+        return True
+
+    def subscribe(self, listener: FlagListener) -> Callable[[], None]:
+        """``listener(flagset, reason)`` on every change; returns the unsubscribe call."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def apply_remote(self, result: FetchResult) -> bool:
+        """Take a fetch's outcome in (on the loop). A refused or unreachable source keeps the
+        last known good layer, which is what ``result.layer`` is then."""
+        if result.status == "rejected":
+            self.problems = [result.reason]
+        if (
+            result.status in ("updated", "unchanged")
+            and self.problems[:1]
+            and (self.problems[0].startswith("remote flags"))
+        ):
+            self.problems = []
+        if result.status != "updated":
+            return False
+        self._remote_layer = result.layer
+        return self.refresh(f"remote configuration updated ({result.reason})", force=True)
+
+    async def fetch_remote(self) -> FetchResult | None:
+        if self.remote is None:
+            return None
+        result = await asyncio.to_thread(self.remote.fetch)
+        self.apply_remote(result)
+        return result
+
+    async def watch(
+        self, *, poll: float = DEFAULT_POLL, remote_every: float = DEFAULT_REMOTE_EVERY
+    ) -> None:
+        """Run until cancelled: pick up local edits, rollbacks and remote changes."""
+        next_remote = time.monotonic()
+        while True:
+            try:
+                self.refresh()
+                if self.remote is not None and time.monotonic() >= next_remote:
+                    next_remote = time.monotonic() + remote_every
+                    await self.fetch_remote()
+            except Exception:  # a broken disk or a bug: keep the set in force, keep trying
+                log.exception("reading the feature flags failed; the current set stays")
+            await asyncio.sleep(poll)
+
+    def start_watching(self, **kwargs: float) -> asyncio.Task[None]:
+        return asyncio.get_running_loop().create_task(self.watch(**kwargs), name="flags")
+
+    # --- changing the shared set ------------------------------------------------------------
+
+    def _local_layer_strict(self) -> FlagLayer:
+        if not self.files.local.exists():
+            return {}
+        return parse_document_text(
+            self.files.local.read_text(encoding="utf-8"), str(self.files.local)
+        )
+
+    def set_local(self, name: str, setting: FlagSetting | None) -> FlagSet:
+        """Write ``name`` into flags.json (None: remove it, the default or remote decides).
+        A rollback in force ends: the author has just said what they want now."""
+        if name not in REGISTRY:
+            raise ConfigError(f"unknown flag {name!r} (known: {', '.join(REGISTRY)})")
+        layer = self._local_layer_strict()
+        if setting is None:
+            layer.pop(name, None)
+        else:
+            layer[name] = setting
+        temp = self.files.local.with_name(self.files.local.name + ".tmp")
+        temp.write_text(json.dumps(document_of(layer), indent=2) + "\n", encoding="utf-8")
+        os.replace(temp, self.files.local)
+        self.history.release()
+        self.refresh(f"flags set {name}", force=True)
+        return self.current
+
+    def rollback(self, to: int | None = None) -> FlagVersion:
+        version = self.history.rollback(to)
+        self.refresh(version.reason, force=True)
+        return version
+
+    def release(self) -> bool:
+        released = self.history.release()
+        if released:
+            self.refresh("rollback released", force=True)
+        return released
+
+    def versions(self, limit: int = 50) -> list[FlagVersion]:
+        return self.history.versions(limit)
+
+
+def open_flags(
+    data_root: Path,
+    *,
+    remote: str | None = None,
+    cli_overrides: list[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    strict: bool = True,
+) -> FlagService:
+    """The flag service for a data folder, with this process's overrides; the remote comes
+    from ``remote`` or ``$NOVELGEN_FLAGS_URL``. ConfigError on a bad local file or override."""
+    env = os.environ if environ is None else environ
+    overrides, sources = overrides_from(env, cli_overrides)
+    location = remote or env.get(REMOTE_ENV) or None
+    return FlagService(
+        flag_files(data_root),
+        remote=location,
+        overrides=overrides,
+        override_sources=sources,
+        strict=strict,
+    )
+
+
+async def stop_watching(task: asyncio.Task[None] | None) -> None:
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+__all__ = [
+    "ENV_PREFIX",
+    "REMOTE_ENV",
+    "FlagFiles",
+    "FlagListener",
+    "FlagService",
+    "flag_files",
+    "open_flags",
+    "overrides_from",
+    "stop_watching",
+]
