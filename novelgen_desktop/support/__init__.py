@@ -1,0 +1,1 @@
+"""Support tools: the bug-report archive (``novelgen diagnose``)."""
