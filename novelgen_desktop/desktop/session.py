@@ -24,12 +24,14 @@ from novelgen_desktop.engine.model import DEFAULT_MAX_CHAT_TURNS, ChatStrategy, 
 from novelgen_desktop.engine.runner import RunSettings
 from novelgen_desktop.engine.service import JobService, ServiceSettings
 from novelgen_desktop.errors import ConfigError
+from novelgen_desktop.flags.service import FlagService, open_flags
 from novelgen_desktop.memory.cleanup import CleanupResult
 from novelgen_desktop.memory.monitor import MemoryMonitor
 from novelgen_desktop.paths import DataPaths
 from novelgen_desktop.prompts.issues import ImportResult
 from novelgen_desktop.prompts.loader import load_prompt_files
 from novelgen_desktop.protocol.messages import Configure
+from novelgen_desktop.server.flag_wiring import FlagWiring
 from novelgen_desktop.server.hub import Hub
 from novelgen_desktop.server.pairing import (
     SHIPPED_EXTENSION_ID,
@@ -157,10 +159,15 @@ class DesktopSession:
         *,
         run_settings: RunSettings | None = None,
         clock: Callable[[], float] = time.time,
+        flags: FlagService | None = None,
     ) -> None:
         self.paths = paths.ensure()
         self.settings = settings or DesktopSettings()
         self.clock = clock
+        # The live feature flags (a bad flags.json is ignored with its reason in
+        # flags.problems, shown in the log and the flags window, rather than no window).
+        self._own_flags = flags is None
+        self.flags = flags or open_flags(paths.root, strict=False)
         base = run_settings or options.run_settings({}, wait_for_workers=True)
         writer = replace(base.writer, snapshot_every=self.settings.checkpoint_interval)
         self.service = JobService(
@@ -171,11 +178,13 @@ class DesktopSession:
                 naming_template=self.settings.naming_template,
             ),
             clock=clock,
+            flags=self.flags,
         )
         self.token = load_or_create_token(paths)
         self.hub: Hub | None = None
         self.port: int | None = None
         self.monitor: MemoryMonitor | None = None
+        self.flag_wiring: FlagWiring | None = None
         # Simulated tabs by worker id: (the worker, its own stop, its task).
         self._sims: dict[str, tuple[RemoteSimWorker, asyncio.Event, asyncio.Task[None]]] = {}
         self._sim_mode = False  # demo mode: tab counts apply to the simulated tabs
@@ -213,6 +222,8 @@ class DesktopSession:
             clock=self.clock,
         )
         self.monitor.start()
+        self.flag_wiring = FlagWiring(self.flags, self.service, hub=self.hub, monitor=self.monitor)
+        self.flag_wiring.start()
         if self.settings.simulate if simulate is None else simulate:
             self.start_simulated_workers(self.settings.default_workers)
 
@@ -222,12 +233,16 @@ class DesktopSession:
         if not self.started:
             return
         self.started = False
+        if self.flag_wiring is not None:
+            await self.flag_wiring.stop()
         if self.monitor is not None:
             await self.monitor.stop()
         if self.hub is not None:
             await self.hub.stop()  # stops the running job first: its workers may still deliver
         await self._stop_simulated_workers()
         await self.service.close()
+        if self._own_flags:
+            self.flags.close()
 
     @property
     def hub_url(self) -> str:
