@@ -199,7 +199,7 @@ class FlagHistory:
             )
             version = self._insert(
                 target.settings,
-                {name: f"rollback to v{target.version}" for name in target.settings},
+                target.sources,  # where each value first came from (set_local needs it)
                 f"rollback to v{target.version}",
                 target.parent,
             )

@@ -285,7 +285,17 @@ class FlagService:
         A rollback in force ends: the author has just said what they want now."""
         if name not in REGISTRY:
             raise ConfigError(f"unknown flag {name!r} (known: {', '.join(REGISTRY)})")
-        layer = self._local_layer_strict()
+        pinned = self.history.pinned()
+        if pinned is not None:
+            # Rolled back: the change builds on the restored set, not on the file the
+            # rollback undid (which would otherwise come back with this unrelated change).
+            layer = {
+                flag: setting
+                for flag, setting in pinned.settings.items()
+                if pinned.sources.get(flag) == "local file"
+            }
+        else:
+            layer = self._local_layer_strict()
         if setting is None:
             layer.pop(name, None)
         else:
