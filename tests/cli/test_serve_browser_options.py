@@ -42,6 +42,9 @@ def test_tabs_out_of_range_or_not_a_number_is_a_usage_error(tmp_path: Path, tabs
     assert f"argument --tabs: expected 1 to 10 tabs, got {tabs}" in err, err
 
 
+FLAGS_ON = {"multi_tab": True, "reference_images": True, "selector_updates": True}
+
+
 def test_unknown_chat_mode_is_a_usage_error(tmp_path: Path) -> None:
     err = refused_before_start(tmp_path, "--chat-mode", "per_chapter")
     assert "argument --chat-mode: invalid choice: 'per_chapter'" in err, err
@@ -102,6 +105,7 @@ def test_serve_pushes_its_settings_to_every_worker(tmp_path: Path) -> None:
                 "tabs": 3,
                 "chat_mode": "per_sequence",
                 "selector_table": json.dumps(TABLE, separators=(",", ":")),
+                "flags": FLAGS_ON,
             }
         ]
         assert asyncio.run(_first_frames(url, token, "client", 1)) == []
@@ -128,15 +132,18 @@ def test_serve_with_tabs_only_leaves_the_rest_to_the_extension(tmp_path: Path) -
     with serving(data, "--tabs", "3") as (ready, proc):
         token = (data / "pairing-token").read_text().strip()
         frames = asyncio.run(_first_frames(ready["url"], token, "worker", 2))
-        assert frames == [{"v": 1, "type": "configure", "tabs": 3}]
+        assert frames == [{"v": 1, "type": "configure", "tabs": 3, "flags": FLAGS_ON}]
         code, err = stop(proc)
     assert code == 0, err
 
 
-def test_serve_without_browser_options_sends_no_configure(tmp_path: Path) -> None:
+def test_serve_without_browser_options_sends_only_the_flags(tmp_path: Path) -> None:
+    """No tabs, chat mode or table: the extension keeps its own options; the feature flags
+    are always said, so a kill switch is in force from the first message."""
     data = tmp_path / "data"
-    with serving(data) as (ready, proc):
+    with serving(data, "--flag", "multi_tab=off") as (ready, proc):
         token = (data / "pairing-token").read_text().strip()
-        assert asyncio.run(_first_frames(ready["url"], token, "worker", 1)) == []
+        frames = asyncio.run(_first_frames(ready["url"], token, "worker", 2))
+        assert frames == [{"v": 1, "type": "configure", "flags": {**FLAGS_ON, "multi_tab": False}}]
         code, err = stop(proc)
     assert code == 0, err
