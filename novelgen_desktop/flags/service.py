@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from novelgen_desktop.errors import ConfigError
 from novelgen_desktop.flags.document import (
@@ -34,7 +36,7 @@ from novelgen_desktop.flags.document import (
 )
 from novelgen_desktop.flags.flagset import FlagSet, resolve_shared
 from novelgen_desktop.flags.history import FlagHistory, FlagVersion
-from novelgen_desktop.flags.registry import REGISTRY
+from novelgen_desktop.flags.registry import FLAGS, REGISTRY
 from novelgen_desktop.flags.remote import FetchResult, RemoteConfig
 
 log = logging.getLogger(__name__)
@@ -195,6 +197,11 @@ class FlagService:
         local_changed = self._load_local(strict=False)
         if not (force or local_changed or data_version != self._data_version):
             return False
+        if self.remote is not None and data_version != self._data_version:
+            # Another process may have fetched a newer remote copy (its cache is written before
+            # it records): take it, or the two processes would each re-record their own view
+            # on every poll, flipping the set between them.
+            self._remote_layer = self.remote.cached_layer() or self._remote_layer
         layer, sources, pinned = self._resolve()
         if pinned is None:
             why = reason
@@ -358,8 +365,44 @@ __all__ = [
     "FlagFiles",
     "FlagListener",
     "FlagService",
+    "describe_flags",
     "flag_files",
     "open_flags",
     "overrides_from",
     "stop_watching",
 ]
+
+
+def describe_flags(data_root: Path, *, limit: int = 20) -> dict[str, Any]:
+    """The flag set for a bug report (``novelgen diagnose``): what is in force and why, the
+    recent versions, the remote's cache state. A remote URL's query string is left out (it
+    may carry an access key)."""
+    service = open_flags(data_root, strict=False)
+    try:
+        current = service.current
+        remote: dict[str, Any] | None = None
+        if service.remote is not None:
+            parts = urlsplit(service.remote.location)
+            remote = {"location": urlunsplit(parts._replace(query="", fragment=""))}
+            with contextlib.suppress(OSError, ValueError):
+                cache = json.loads(service.files.remote_cache.read_text(encoding="utf-8"))
+                remote.update(fetched_at=cache.get("fetched_at"), sha256=cache.get("sha256"))
+        return {
+            "version": current.version,
+            "pinned_to": current.pinned_to,
+            "problems": service.problems,
+            "flags": {
+                flag.name: {
+                    "setting": current.setting(flag.name).to_json(),
+                    "source": current.source(flag.name),
+                }
+                for flag in FLAGS
+            },
+            "remote": remote,
+            "history": [
+                {"version": v.version, "parent": v.parent, "at": v.created_at, "reason": v.reason}
+                for v in service.versions(limit)
+            ],
+        }
+    finally:
+        service.close()

@@ -360,12 +360,20 @@ def logs(paths: DataPaths) -> object:
     return Files(members, notes)
 
 
+def feature_flags(paths: DataPaths) -> object:
+    """The feature flags in force, where each came from, and the recent versions."""
+    from novelgen_desktop.flags.service import describe_flags  # noqa: PLC0415
+
+    return describe_flags(paths.root)
+
+
 Section = tuple[str, Callable[[DataPaths], object]]
 SECTIONS: list[Section] = [
     ("versions", versions),
     ("state", state),
     ("settings", settings),
     ("memory", memory),
+    ("flags", feature_flags),
     ("logs", logs),
 ]
 """The archive's sections in order: (name, provider). Add one with one line."""

@@ -18,6 +18,7 @@ SIM = ["--simulate", "--sim-latency", "0", "--sim-image-size", "32", "--no-progr
 SETTINGS_SECRET = "hunter2-settings-password-Zq9"
 COOKIE = "sessionid=Xy7Kq2Lm9Pz4Rt8Vw3Nb"
 BEARER = "eyJhbGciOiJIUzI1NiJ9Abc123DefGhi456"
+URL_KEY = "k3yInTheQueryString42"
 
 
 @pytest.fixture
@@ -44,10 +45,17 @@ def data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[DataPaths,
 
 
 def test_every_section_is_there_and_no_secret_is(
-    data: tuple[DataPaths, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    data: tuple[DataPaths, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _paths, token = data
     target = tmp_path / "report.zip"
+    assert main(["flags", "set", "multi_tab", "off"]) == 0
+    capsys.readouterr()
+    # A remote flag URL may carry an access key in its query: never in the archive.
+    monkeypatch.setenv("NOVELGEN_FLAGS_URL", f"https://flags.example/ng.json?key={URL_KEY}")
     assert main(["diagnose", "--out", str(target)]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith(f"{target}  (") and " bytes, " in printed
@@ -55,9 +63,13 @@ def test_every_section_is_there_and_no_secret_is(
         members = {name: archive.read(name) for name in archive.namelist()}
     for name in ("README.txt", "versions.json", "state.json", "settings.json", "memory.json"):
         assert name in members
+    flags = json.loads(members["flags.json"])
+    assert flags["flags"]["multi_tab"] == {"setting": False, "source": "local file"}
+    assert flags["remote"] == {"location": "https://flags.example/ng.json"}
+    assert [v["reason"] for v in flags["history"]][-1] == "started"
     assert "logs/hub.log" in members and "logs/events.jsonl" in members
     assert not any("pairing" in name for name in members)
-    for secret in (token, SETTINGS_SECRET, COOKIE, BEARER):
+    for secret in (token, SETTINGS_SECRET, COOKIE, BEARER, URL_KEY):
         for name, data_bytes in members.items():
             assert secret.encode() not in data_bytes, f"{secret[:6]}… in {name}"
 
