@@ -28,6 +28,8 @@ from novelgen_desktop.flags.history import FlagVersion
 from novelgen_desktop.flags.registry import FLAGS, REGISTRY
 from novelgen_desktop.flags.report import experiment_report, format_report
 from novelgen_desktop.flags.service import FlagService, open_flags
+from novelgen_desktop.flags.text import differences as _differences
+from novelgen_desktop.flags.text import setting_text as _setting_text
 from novelgen_desktop.paths import DataPaths
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
@@ -79,23 +81,6 @@ def add_flags_commands(commands: Any) -> None:
     report.add_argument("--json", action="store_true")
 
 
-def _setting_text(setting: FlagSetting) -> str:
-    if not setting.is_experiment:
-        return _value_text(setting.value)
-    total = sum(v.weight for v in setting.variants)
-    parts = [
-        f"{v.name}={_value_text(v.value)} ({100 * v.weight / total:.0f} %)"
-        for v in setting.variants
-    ]
-    return "experiment: " + ", ".join(parts)
-
-
-def _value_text(value: object) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return str(value)
-
-
 def _show(service: FlagService, as_json: bool) -> int:
     current = service.current
     if as_json:
@@ -130,16 +115,6 @@ def _flags_json(current: FlagSet, service: FlagService) -> dict[str, Any]:
             for flag in FLAGS
         },
     }
-
-
-def _differences(before: FlagSet, after: FlagSet) -> str:
-    changed = [
-        f"{flag.name} {_setting_text(before.setting(flag.name))} → "
-        f"{_setting_text(after.setting(flag.name))}"
-        for flag in FLAGS
-        if before.setting(flag.name) != after.setting(flag.name)
-    ]
-    return "; ".join(changed) if changed else "no flag changed value"
 
 
 def _set(service: FlagService, args: argparse.Namespace) -> int:
