@@ -36,13 +36,15 @@ QT_XCB_LIBS=(libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0 lib
 
 # With --tests: what the extension's tests need, Debian's Chromium (never a browser downloaded
 # by a test tool) and Node's built-in test runner; for the window's tests and screenshots an
-# X server (Xvfb), a tray host (trayer) and Qt's xcb libraries. The demo needs none of them.
+# X server (Xvfb), a tray host (trayer) and Qt's xcb libraries; for the app bundle's test the
+# .desktop file checker (desktop-file-utils). The demo needs none of them.
 if [ "${1:-}" = "--tests" ]; then
     need=()
     command -v chromium >/dev/null 2>&1 || need+=(chromium chromium-driver)
     command -v node >/dev/null 2>&1 || need+=(nodejs)
     command -v Xvfb >/dev/null 2>&1 || need+=(xvfb)
     command -v trayer >/dev/null 2>&1 || need+=(trayer)
+    command -v desktop-file-validate >/dev/null 2>&1 || need+=(desktop-file-utils)
     for lib in "${QT_XCB_LIBS[@]}"; do
         dpkg-query -W -f='${Status}' "$lib" 2>/dev/null | grep -q "ok installed" || need+=("$lib")
     done
