@@ -74,6 +74,9 @@ def add_flags_commands(commands: Any) -> None:
     history.add_argument("--limit", type=options.positive_int, default=20)
     history.add_argument("--json", action="store_true")
     actions.add_parser("pull", help="fetch the remote configuration now")
+    actions.add_parser(
+        "forget-remote", help="stop following a remote: delete its last known good copy"
+    )
     check = actions.add_parser("check", help="validate a flag file (before publishing it)")
     check.add_argument("file")
     report = actions.add_parser("report", help="compare experiment variants on a job's attempts")
@@ -243,6 +246,12 @@ def cmd_flags(args: argparse.Namespace, paths: DataPaths) -> int:
                     print("no rollback in force")
                     return EXIT_OK
                 print(f"feature flags v{service.current.version}: the files and remote decide")
+                return EXIT_OK
+            case "forget-remote":
+                if not service.forget_remote():
+                    print("no remote configuration was being followed")
+                    return EXIT_OK
+                print(f"feature flags v{service.current.version}: remote configuration forgotten")
                 return EXIT_OK
             case "history":
                 return _history(service, args.limit, args.json)

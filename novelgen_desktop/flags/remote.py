@@ -58,6 +58,21 @@ def check_location(location: str) -> str:
     return location
 
 
+def cached_layer_of(cache_path: Path) -> FlagLayer | None:
+    """The last known good copy in ``cache_path`` whatever its source, or None."""
+    try:
+        data = json.loads(cache_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("text"), str):
+        return None
+    try:
+        return parse_document_text(data["text"], f"{data.get('location')} (cached)")
+    except FlagConfigError as exc:
+        log.warning("ignoring the cached remote flags: %s", exc)
+        return None
+
+
 class RemoteConfig:
     def __init__(
         self, location: str, cache_path: Path, *, timeout: float = DEFAULT_TIMEOUT
@@ -177,4 +192,4 @@ class RemoteConfig:
         return result
 
 
-__all__ = ["FetchResult", "RemoteConfig", "check_location"]
+__all__ = ["FetchResult", "RemoteConfig", "cached_layer_of", "check_location"]

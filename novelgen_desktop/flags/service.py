@@ -37,7 +37,7 @@ from novelgen_desktop.flags.document import (
 from novelgen_desktop.flags.flagset import FlagSet, resolve_shared
 from novelgen_desktop.flags.history import FlagHistory, FlagVersion
 from novelgen_desktop.flags.registry import FLAGS, REGISTRY
-from novelgen_desktop.flags.remote import FetchResult, RemoteConfig
+from novelgen_desktop.flags.remote import FetchResult, RemoteConfig, cached_layer_of
 
 log = logging.getLogger(__name__)
 ENV_PREFIX = "NOVELGEN_FLAG_"
@@ -144,8 +144,7 @@ class FlagService:
         self.problems: list[str] = []  # why a source is not being used right now
         self.current = FlagSet()
         self._load_local(strict=strict)
-        if self.remote is not None:
-            self._remote_layer = self.remote.cached_layer()
+        self._remote_layer = self._cached_remote()
         self.refresh("started", force=True)
 
     def close(self) -> None:
@@ -183,6 +182,25 @@ class FlagService:
         self.problems = []
         return True
 
+    def _cached_remote(self) -> FlagLayer | None:
+        """The remote layer's last known good copy. A process given no remote source (a
+        ``novelgen flags`` command, a window started without ``--flags-url``) follows the copy
+        the data folder has, fetched by the process that has the source: every process on one
+        folder then sees the same set, and none records a version without the remote."""
+        if self.remote is not None:
+            return self.remote.cached_layer()
+        return cached_layer_of(self.files.remote_cache)
+
+    def forget_remote(self) -> bool:
+        """Stop following a remote: its last known good copy is deleted. False if none."""
+        try:
+            self.files.remote_cache.unlink()
+        except FileNotFoundError:
+            return False
+        self._remote_layer = None
+        self.refresh("remote configuration forgotten", force=True)
+        return True
+
     def _resolve(self) -> tuple[FlagLayer, dict[str, str], FlagVersion | None]:
         pinned = self.history.pinned()
         if pinned is not None:
@@ -197,11 +215,11 @@ class FlagService:
         local_changed = self._load_local(strict=False)
         if not (force or local_changed or data_version != self._data_version):
             return False
-        if self.remote is not None and data_version != self._data_version:
+        if data_version != self._data_version:
             # Another process may have fetched a newer remote copy (its cache is written before
             # it records): take it, or the two processes would each re-record their own view
             # on every poll, flipping the set between them.
-            self._remote_layer = self.remote.cached_layer() or self._remote_layer
+            self._remote_layer = self._cached_remote() or self._remote_layer
         layer, sources, pinned = self._resolve()
         if pinned is None:
             why = reason
