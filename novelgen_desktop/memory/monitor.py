@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -28,7 +29,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from novelgen_desktop.engine.model import MemoryLevel
 from novelgen_desktop.engine.service import JobService, MemoryStatus
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
     from novelgen_desktop.server.remote_worker import RemoteWorker
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 SystemSource = Callable[[], SystemMemory]
 WorkerSource = Callable[[], Sequence["RemoteWorker"]]
@@ -192,6 +194,7 @@ class MemoryMonitor:
         self._round: asyncio.Task[list[CleanupResult]] | None = None
         self._queued: tuple[CleanupRequest, float | None] | None = None
         self._loop_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._reading_callbacks: list[Callable[[MemoryReading, GovernorDecision], None]] = []
         self._cleanup_callbacks: list[Callable[[CleanupResult], None]] = []
 
@@ -199,7 +202,15 @@ class MemoryMonitor:
 
     def start(self) -> None:
         if self._loop_task is None:
-            self._loop_task = asyncio.create_task(self._run(), name="memory-monitor")
+            # Kept for the thread hand-offs: under qasync a task may be stepped by Qt's event
+            # processing between two run_until_complete calls (the window being shown), when
+            # asyncio has no running loop and asyncio.to_thread would fail.
+            self._loop = asyncio.get_running_loop()
+            self._loop_task = self._loop.create_task(self._run(), name="memory-monitor")
+
+    async def _in_thread(self, function: Callable[..., _T], *args: Any) -> _T:
+        loop = self._loop or asyncio.get_running_loop()
+        return await loop.run_in_executor(None, functools.partial(function, *args))
 
     async def stop(self) -> None:
         tasks = [t for t in (self._loop_task, self._round, self._measuring) if t is not None]
@@ -353,7 +364,7 @@ class MemoryMonitor:
                 address = session.ws.remote_address if session is not None else None
                 if isinstance(address, tuple) and len(address) >= 2:
                     ports.append((worker.worker_id, int(address[1]), worker.kind))
-            self._measured = await asyncio.to_thread(self._measure_in_thread, ports)
+            self._measured = await self._in_thread(self._measure_in_thread, ports)
         except Exception:
             log.exception("browser memory read failed")
         finally:
@@ -548,7 +559,7 @@ class MemoryMonitor:
 
     async def browser_bytes(self, key: str) -> tuple[int, str] | None:
         if key.startswith("pid:"):
-            tree = await asyncio.to_thread(tree_memory, int(key[4:]))
+            tree = await self._in_thread(tree_memory, int(key[4:]))
             if tree is None:
                 return None
             return tree.pss_bytes, tree.measure
