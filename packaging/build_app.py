@@ -43,7 +43,7 @@ DEFAULT_DIST = ROOT / "dist"
 DEFAULT_WORK = ROOT / "build" / "pyinstaller"
 NAME = "novelgen"
 ICON_SIZES = (16, 32, 48, 128, 256)
-EXAMPLE_PATTERNS = ("*.script", "*.toml", "prompts.*", "references/*.png")
+EXAMPLE_PATTERNS = ("*.script", "*.toml", "prompts.*", "references/*.png", "migration/*")
 """The sample inputs a user can try the bundle on; the generator scripts stay out (they need
 the source tree)."""
 

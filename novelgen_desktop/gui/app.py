@@ -69,6 +69,8 @@ def run_gui(
     assert isinstance(app, QtWidgets.QApplication)
     app.setApplicationName("NovelGen Desktop")
     app.setOrganizationName("NovelGen")
+    # Matches packaging/linux/novelgen.desktop: Wayland docks find the window's menu entry.
+    app.setDesktopFileName("novelgen")
     app.setWindowIcon(app_icon())
     # The tray keeps the app alive while the window is hidden; quitting is explicit.
     app.setQuitOnLastWindowClosed(False)
