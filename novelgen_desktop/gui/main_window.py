@@ -16,6 +16,7 @@ from pathlib import Path
 from novelgen_desktop.desktop.metrics import MetricsRecorder
 from novelgen_desktop.gui.bridge import EngineBridge
 from novelgen_desktop.gui.charts import ChartsView
+from novelgen_desktop.gui.flags_view import open_flags_window
 from novelgen_desktop.gui.gallery import GalleryView
 from novelgen_desktop.gui.help_viewer import HelpViewer, open_help_document
 from novelgen_desktop.gui.icons import app_icon
@@ -116,6 +117,7 @@ class MainWindow(QtWidgets.QMainWindow):
         add_menu_action(jobs_menu, "&Resume all", self.tray.resume_all)
         jobs_menu.addSeparator()
         add_menu_action(jobs_menu, "&Free memory now", self.free_memory)
+        add_menu_action(jobs_menu, "Feature &flags…", lambda: open_flags_window(self, self.bridge))
         style_menu = bar.addMenu("&Style")
         add_menu_action(style_menu, "&New style bible…", self.new_style_bible, "Ctrl+Shift+N")
         add_menu_action(style_menu, "&Open style bible…", self.choose_style_bible, "Ctrl+Shift+O")
