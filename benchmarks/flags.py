@@ -16,17 +16,20 @@ import argparse
 import asyncio
 import json
 import random
+import sqlite3
 import statistics
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import machine, scratch
+from benchmarks.common import machine, new_job, scratch
+from novelgen_desktop.engine.runner import JobRunner, RunSettings
 from novelgen_desktop.engine.scheduler import Scheduler, SchedulerPolicy, TaskSlot
 from novelgen_desktop.flags.document import FlagSetting, Variant
 from novelgen_desktop.flags.flagset import FlagSet, choose_variant
 from novelgen_desktop.flags.service import FlagService, flag_files
+from novelgen_desktop.sim.worker import SimBehaviour, make_simulated_workers
 
 EXPERIMENT = FlagSetting(
     variants=(Variant("a", 10, False), Variant("b", 30, True), Variant("c", 60, True)), salt="x"
@@ -119,18 +122,100 @@ async def rollback_latency(trials: int, poll: float) -> dict[str, Any]:
     }
 
 
+async def rollback_in_job(tasks: int, workers: int, every: float) -> dict[str, Any]:
+    """A job runs with simulated tabs while another process's flag service switches the
+    single-tab fallback on and rolls it back every ``every`` seconds. Afterwards, from the
+    store: per version, the time from its commit to the first attempt under it, the tabs
+    that started attempts under it, and whether every task was done exactly once."""
+    root = scratch("ng-bench-flags-job-")
+    paths, store, job, task_rows = new_job(root, tasks)
+    store.close()
+    watched = FlagService(flag_files(paths.root))
+    other = FlagService(flag_files(paths.root))
+    behaviour = SimBehaviour(latency_median=0.02, latency_sigma=0.2, image_size=32)
+    runner = JobRunner(
+        paths,
+        job,
+        task_rows,
+        make_simulated_workers(workers, behaviour),
+        RunSettings(fsync_files=False),
+        flags=watched,
+    )
+    watched.subscribe(lambda _flags, _reason: runner.poke())
+    watch = watched.start_watching(poll=0.2)
+
+    async def switch() -> None:
+        flip = 0
+        while True:
+            await asyncio.sleep(every)
+            if flip % 2 == 0:
+                other.set_local("multi_tab", FlagSetting(value=False))
+            else:
+                other.rollback()
+            flip += 1
+
+    switching = asyncio.create_task(switch())
+    started = time.perf_counter()
+    try:
+        summary = await runner.run()
+    finally:
+        switching.cancel()
+        watch.cancel()
+    elapsed = time.perf_counter() - started
+    versions = {v.version: v for v in other.versions(1000)}
+    watched.close()
+    other.close()
+    conn = sqlite3.connect(paths.database)
+    rows = conn.execute(
+        "SELECT flags_version, MIN(started_at), COUNT(*), COUNT(DISTINCT worker_id) "
+        "FROM attempts GROUP BY flags_version"
+    ).fetchall()
+    done = conn.execute("SELECT COUNT(*) FROM tasks WHERE state = 'done'").fetchone()[0]
+    done_attempts = conn.execute(
+        "SELECT COUNT(*), COUNT(DISTINCT task_id) FROM attempts WHERE outcome = 'done'"
+    ).fetchone()
+    conn.close()
+    latencies, single_tab_workers = [], []
+    for version, first_start, _count, distinct_workers in rows:
+        record = versions.get(version)
+        if record is None or record.parent is None:
+            continue  # the set the job started with
+        latencies.append(first_start - record.created_at)
+        if record.settings["multi_tab"].value is False:
+            single_tab_workers.append(distinct_workers)
+    latencies.sort()
+    return {
+        "tasks": tasks,
+        "workers": workers,
+        "seconds": round(elapsed, 2),
+        "state": summary.state.value,
+        "flag_versions_applied": len(latencies),
+        "version_to_first_attempt_ms": {
+            "p50": round(statistics.median(latencies) * 1000, 1),
+            "max": round(latencies[-1] * 1000, 1),
+        },
+        "tabs_under_single_tab_versions": sorted(set(single_tab_workers)),
+        "done": done,
+        "done_attempts": done_attempts[0],
+        "tasks_with_a_done_attempt": done_attempts[1],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=20_000)
     parser.add_argument("--ids", type=int, default=200_000)
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--poll", type=float, default=0.2)
+    parser.add_argument("--job-tasks", type=int, default=2000)
+    parser.add_argument("--every", type=float, default=0.7, help="seconds between switches")
     args = parser.parse_args()
     result = {
         "machine": machine(),
         "dispatch": dispatch_costs(args.repeat),
         "assignment": assignment(args.ids),
         "rollback": asyncio.run(rollback_latency(args.trials, args.poll)),
+        "rollback_in_job": asyncio.run(rollback_in_job(args.job_tasks, 4, args.every)),
     }
     print(json.dumps(result, indent=2))
 
