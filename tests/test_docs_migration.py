@@ -15,12 +15,6 @@ from novelgen_desktop.cli.main import build_parser
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "migration.md"
 
-# Commands colleagues are adding right now (issue 9): the guide names them with the syntax
-# agreed with the lead. They are checked as soon as the parser has them; until then they are
-# skipped here by name. The lead removes this skip once they have landed.
-PENDING_COMMANDS = {"flags", "recover", "diagnose"}
-# Guides being written by colleagues at the same time (linked from the guide already).
-PENDING_LINKS = {"flags.md"}
 
 _PREFIX = re.compile(r"^(?:\$ )?(?:\.venv/bin/)?(novelgen(?: .*)?)$")
 
@@ -87,8 +81,6 @@ def test_the_guide_has_many_commands() -> None:
 def test_every_command_in_the_guide_parses(number: int, command: str) -> None:
     argv = shlex.split(command, comments=True)[1:]
     parser = build_parser()
-    if argv and argv[0] in PENDING_COMMANDS and argv[0] not in subcommand_names(parser):
-        pytest.skip(f"novelgen {argv[0]} is being added (issue 9)")
     if len(argv) == 1 and not argv[0].startswith("-"):
         # The command named in a sentence ("`novelgen submit` takes one file"): it must exist.
         assert argv[0] in subcommand_names(parser), f"docs/migration.md:{number}: {command}"
@@ -105,7 +97,7 @@ def test_every_linked_file_exists() -> None:
     text = GUIDE.read_text(encoding="utf-8")
     missing = []
     for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
-        if target.startswith(("http://", "https://")) or Path(target).name in PENDING_LINKS:
+        if target.startswith(("http://", "https://")):
             continue
         if not (GUIDE.parent / target).exists():
             missing.append(target)
@@ -123,6 +115,5 @@ def test_the_options_it_names_exist() -> None:
     for sub in subcommands(parser).values():
         for action in sub._actions:
             known.update(action.option_strings)
-    pending = {"--from-snapshot"}  # novelgen recover, being added (see PENDING_COMMANDS)
     midjourney = {"--ar", "--v", "--stylize", "--no", "--seed"}  # what NovelGen does not read
-    assert named - known - pending - midjourney == set()
+    assert named - known - midjourney == set()
