@@ -11,9 +11,12 @@ show), and once the run is well under way grabs the screen for each tab:
     docs/images/gui-charts.png    memory, throughput and progress charts
     docs/images/gui-log.png       the event log with grouped errors
     docs/images/gui-gallery.png   the gallery of finished panels
+    docs/images/gui-flags.png     Jobs → Feature flags…: a kill switch rolled back
+    docs/images/gui-flags-experiments.png   the fresh_chat experiment compared on the run
 
-Run: ``.venv/bin/python packaging/screenshot_gui.py [--out DIR] [--keep-data]`` (needs
-``xvfb`` and ``trayer``: ``bash scripts/setup.sh --tests`` installs them).
+Run: ``.venv/bin/python packaging/screenshot_gui.py [--out DIR] [--only NAME …] [--keep-data]``
+(needs ``xvfb`` and ``trayer``: ``bash scripts/setup.sh --tests`` installs them). With
+``flags`` among the shots, the run splits ``fresh_chat`` into two variants from the start.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 SCRIPT = ROOT / "examples" / "the-lighthouse-keeper.script"
 DEFAULT_OUT = ROOT / "docs" / "images"
 SHOTS = ("tasks", "workers", "charts", "log", "gallery")
+EXTRA_SHOTS = ("flags",)  # the flags window: gui-flags.png and gui-flags-experiments.png
 
 
 @contextlib.contextmanager
@@ -78,12 +82,16 @@ def virtual_display(width: int = 1440, height: int = 900) -> Iterator[str]:
                     process.wait(5)
 
 
-async def take(out: Path, data_dir: Path) -> list[Path]:
+async def take(
+    out: Path, data_dir: Path, shots: tuple[str, ...] = SHOTS + EXTRA_SHOTS
+) -> list[Path]:
     from novelgen_desktop.desktop.session import DesktopSession
     from novelgen_desktop.desktop.settings import DesktopSettings
+    from novelgen_desktop.flags.document import FlagSetting, Variant
     from novelgen_desktop.gui.bridge import EngineBridge
+    from novelgen_desktop.gui.flags_view import open_flags_window
     from novelgen_desktop.gui.main_window import MainWindow
-    from novelgen_desktop.gui.qt import QtGui
+    from novelgen_desktop.gui.qt import QtGui, QtWidgets
     from novelgen_desktop.paths import DataPaths
     from novelgen_desktop.sim.worker import SimBehaviour
 
@@ -96,6 +104,14 @@ async def take(out: Path, data_dir: Path) -> list[Path]:
     window.move(20, 20)
     window.show()
     bridge.start_ticking()
+    if "flags" in shots:  # an experiment for the whole run, so the report has two variants
+        session.flags.set_local(
+            "fresh_chat",
+            FlagSetting(
+                variants=(Variant("control", 50, False), Variant("fresh", 50, True)),
+                salt="screenshots",
+            ),
+        )
     result = await asyncio.get_running_loop().run_in_executor(None, session.preview_files, [SCRIPT])
     job_id = await session.create_job("The Lighthouse Keeper", result)
     bridge.select_job(job_id)
@@ -118,16 +134,36 @@ async def take(out: Path, data_dir: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     screen = QtGui.QGuiApplication.primaryScreen()
-    for index, name in enumerate(SHOTS):
-        window.tabs.setCurrentIndex(index)
-        await asyncio.sleep(2.5)  # two refresh beats and the thumbnails of the gallery
-        frame = window.frameGeometry()
+
+    def grab(widget: QtWidgets.QWidget, name: str) -> None:
+        frame = widget.frameGeometry()
         pixmap = screen.grabWindow(0, frame.x(), frame.y(), frame.width(), frame.height())
         if pixmap.isNull() or pixmap.width() < 100:
-            pixmap = window.grab()
+            pixmap = widget.grab()
         path = out / f"gui-{name}.png"
         pixmap.save(str(path), "PNG")
         written.append(path)
+
+    for index, name in enumerate(SHOTS):
+        if name not in shots:
+            continue
+        window.tabs.setCurrentIndex(index)
+        await asyncio.sleep(2.5)  # two refresh beats and the thumbnails of the gallery
+        grab(window, name)
+    if "flags" in shots:
+        flags = open_flags_window(window, bridge)
+        flags.move(80, 60)
+        flags.resize(1040, 680)
+        flags.set_switch("selector_updates", False)  # a kill switch thrown …
+        await asyncio.sleep(0.5)
+        flags.roll_back()  # … and rolled back from the window
+        await asyncio.sleep(1.5)
+        grab(flags, "flags")
+        flags.tabs.setCurrentIndex(1)
+        flags.load_jobs()
+        await asyncio.sleep(2.5)
+        grab(flags, "flags-experiments")
+        flags.close()
     done = asyncio.Event()
     window.quit_finished.connect(done.set)
     window.request_quit()
@@ -142,6 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--keep-data", action="store_true", help="keep the run's data folder")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=SHOTS + EXTRA_SHOTS,
+        metavar="NAME",
+        help=f"take only these shots ({', '.join(SHOTS + EXTRA_SHOTS)}; default: all)",
+    )
     args = parser.parse_args(argv)
     data_dir = Path(tempfile.mkdtemp(prefix="novelgen-shots-"))
     with virtual_display() as display:
@@ -157,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         loop = qasync.QEventLoop(app)
         asyncio.set_event_loop(loop)
         try:
-            written = loop.run_until_complete(take(args.out, data_dir))
+            shots = tuple(args.only) if args.only else SHOTS + EXTRA_SHOTS
+            written = loop.run_until_complete(take(args.out, data_dir, shots))
         finally:
             loop.close()
     for path in written:

@@ -222,7 +222,7 @@ class FlagsWindow(QtWidgets.QDialog):
         self.table.setWordWrap(False)
         header = self.table.horizontalHeader()
         header.resizeSection(FlagColumn.NAME, 150)
-        header.resizeSection(FlagColumn.VALUE, 300)
+        header.resizeSection(FlagColumn.VALUE, 340)
         header.resizeSection(FlagColumn.SOURCE, 170)
         header.setStretchLastSection(True)
         self.table.itemChanged.connect(self._item_changed)
