@@ -29,6 +29,11 @@
   const DEFAULT_TASK_MS = 6 * 60 * 1000;
   const FORGET_ON_ERROR = new Set(["unknown_task", "bad_field", "too_large"]);
   const CONTENT_FILES = ["lib/selector_table.js", "lib/page_messages.js", "lib/protocol.js", "content/driver.js"];
+  /**
+   * The feature flags the hub may send in `configure.flags` (name → value), with the value in
+   * force when the hub says nothing. Names not listed here are ignored.
+   */
+  const FLAG_DEFAULTS = Object.freeze({ multi_tab: true, selector_updates: true, reference_images: true });
 
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -67,6 +72,7 @@
       this.statusTimer = null;
       this.pingFailures = 0;
       this.retiring = false;
+      this.draining = null; // why this slot closes once it holds nothing (fewer tabs wanted)
       this.running = false;
       this.connState = "idle";
       this.connDetail = "";
@@ -84,6 +90,11 @@
       return !!(this.record.task && !this.record.task.captured);
     }
 
+    /** Holds nothing: no attempt in hand, no outcome the hub has not acknowledged. */
+    get idle() {
+      return !this.busy && !this.record.unacked.length;
+    }
+
     log(text) {
       this.orch.log(`slot ${this.n}: ${text}`);
     }
@@ -93,6 +104,10 @@
       const next = this.chain.then(async () => {
         const changed = change(this.record);
         if (changed) this.record = await this.orch.store.saveSlot(changed);
+        // A slot on its way out that now holds nothing (its outcome acknowledged, its attempt
+        // cancelled or given back) closes. While disconnected it waits for the welcome: the
+        // hello is what tells the hub an attempt was given back.
+        if (changed && this.draining && !this.retired && this.idle && this.conn && this.conn.isOpen) this.orch.adjustSlots().catch(() => {});
         return this.record;
       });
       this.chain = next.catch((err) => this.log(`saving state: ${err.message}`));
@@ -126,6 +141,7 @@
     }
 
     connect() {
+      if (this.retired) return; // closed while starting (fewer tabs wanted): no connection
       const { protocol, inflight, backoff, HubConnection } = this.orch.lib;
       if (this.conn) this.conn.close("restart", "reconnecting", { reconnect: false });
       this.sentKeys.clear();
@@ -189,6 +205,7 @@
         }
       }
       this.deliver();
+      if (this.draining && this.idle) this.orch.adjustSlots().catch(() => {});
     }
 
     async tabExists() {
@@ -405,13 +422,18 @@
         let task = this.record.task;
         if (!task || task.captured || task.cancelled) return;
         const resuming = !!(resume && task.conversation_url);
+        // The hub's reference_images flag off: the prompt goes without its reference images.
+        const withReferences = this.orch.flag("reference_images");
+        if (!withReferences && !resuming && task.references && task.references.length) {
+          this.log(`${task.task_id}/${task.attempt}: sent without its ${task.references.length} reference image(s) (the hub's reference_images flag is off)`);
+        }
         await this.acquireTab();
         // Never navigate away from a page that is already working on this very attempt: its
         // prompt may be sent, and a new chat would pay for it twice.
         const pong = await this.ping().catch(() => null);
         const pageTask = pong && pong.task;
         if (pageTask && pageTask.task_id === task.task_id && pageTask.attempt === task.attempt) return;
-        if (!resuming && task.references && task.references.length) {
+        if (!resuming && withReferences && task.references && task.references.length) {
           // Every reference must be here and checked before the page is given the task: without them
           // the prompt must not be sent (it would be paid for and drawn without the style).
           const missing = await this.orch.missingReferences(task.references);
@@ -456,7 +478,7 @@
           return;
         }
         // Attached once per chat: all of them in a new chat, the new ones in a continued one.
-        const attach = plan ? inflight.referencesToAttach(plan, this.record, task.references) : [];
+        const attach = plan && withReferences ? inflight.referencesToAttach(plan, this.record, task.references) : [];
         await this.update((r) =>
           r.task ? { ...r, task: inflight.advance({ ...r.task, new_chat: newChat, chat_key: chatKey, attach: attach.map((ref) => ref.sha256) }, "running") } : null
         );
@@ -836,12 +858,15 @@
       this.lastStatusAt = now;
       const task = this.record.task;
       const details = [];
+      if (this.draining) details.push(this.draining);
       if (this.healthDetail) details.push(this.healthDetail);
       if (this.orch.selectorProblem) details.push(this.orch.selectorProblem);
       if (this.cooldownUntil > now) details.push(`cooling down until ${new Date(this.cooldownUntil).toISOString()}`);
       this.conn.send(
         this.orch.lib.protocol.status({
-          health: this.health,
+          // A slot on its way out says its tab is going (not ok/loading): the hub sends it no
+          // new assign, and the attempt in hand goes on (docs/protocol.md, status).
+          health: this.draining ? "discarded" : this.health,
           busy: this.busy,
           memoryBytes: this.memoryBytes,
           taskId: task ? task.task_id : undefined,
@@ -927,12 +952,38 @@
       else if (plan === "rerun" || plan === "rerun_new_tab") this.runTask({});
     }
 
-    async retire() {
+    /**
+     * Fewer tabs are wanted, but this slot holds an attempt or an unacknowledged outcome:
+     * finish it, deliver it, then close (the `update` that leaves it idle calls adjustSlots).
+     * Meanwhile its status tells the hub to send it nothing new.
+     */
+    drain(reason) {
+      if (this.draining) return;
+      this.draining = `closing this tab once its attempt is delivered: ${reason}`;
+      this.log(this.draining);
+      this.sendStatus(true);
+    }
+
+    /** More tabs are wanted again: this slot stays. */
+    keep() {
+      if (!this.draining) return;
+      this.draining = null;
+      this.log("staying open: more tabs are wanted again");
+      this.sendStatus(true);
+    }
+
+    async retire(detail = "fewer tabs requested") {
       this.retiring = true;
       this.retired = true;
-      if (this.conn) this.conn.close("user", "fewer tabs requested");
-      if (this.tabId != null) await this.orch.chrome.tabs.remove(this.tabId).catch(() => {});
-      this.orch.tabToSlot.delete(this.tabId);
+      clearTimeout(this.statusTimer);
+      clearTimeout(this.rerunTimer);
+      if (this.conn) this.conn.close("user", detail);
+      await this.creatingTab; // a tab being opened right now: close it too
+      const tabId = this.tabId;
+      if (tabId != null) {
+        this.orch.tabToSlot.delete(tabId);
+        await this.orch.chrome.tabs.remove(tabId).catch(() => {});
+      }
     }
 
     snapshot() {
@@ -949,7 +1000,7 @@
         unacked: this.record.unacked.length,
         conversation_turns: this.record.turns ? this.record.turns.count : 0,
         connection: this.connState,
-        detail: [this.connDetail, this.healthDetail].filter(Boolean).join("; "),
+        detail: [this.draining, this.connDetail, this.healthDetail].filter(Boolean).join("; "),
         cooldown_until: this.cooldownUntil > Date.now() ? this.cooldownUntil : null,
       };
     }
@@ -960,6 +1011,13 @@
     if (typeof e === "string") return e;
     if (e.key == null) return e.message;
     return `keys.${e.key}${e.index != null ? `[${e.index}]` : ""}: ${e.message}`;
+  }
+
+  /** `multi_tab off, selector_updates on, …` for the log. */
+  function describeFlags(flags) {
+    return Object.entries(flags)
+      .map(([name, value]) => `${name} ${value ? "on" : "off"}`)
+      .join(", ");
   }
 
   function sameUrl(a, b) {
@@ -1097,8 +1155,41 @@
     }
 
     desiredTabs() {
+      // The single-tab fallback: the hub's multi_tab flag off means one tab, whatever else says.
+      if (!this.flag("multi_tab")) return 1;
       const n = (this.hubConfig && this.hubConfig.tabs) || this.settings.tabs || 1;
       return Math.max(1, Math.min(10, n));
+    }
+
+    /** The feature flags in force: the hub's (configure.flags, kept in hubConfig) over the defaults. */
+    flags() {
+      return { ...FLAG_DEFAULTS, ...((this.hubConfig && this.hubConfig.flags) || {}) };
+    }
+
+    flag(name) {
+      return this.flags()[name] !== false;
+    }
+
+    /**
+     * The hub's flags merged into the ones it sent before: a name it sends now takes its
+     * value (a boolean; null forgets it, so its default is in force again), a name it leaves
+     * out keeps the value it had. Names this version does not know, and values that are not
+     * booleans, are ignored (logged).
+     */
+    mergeFlags(before, incoming) {
+      const out = { ...(before || {}) };
+      for (const [name, value] of Object.entries(incoming)) {
+        if (!Object.prototype.hasOwnProperty.call(FLAG_DEFAULTS, name)) {
+          this.log(`ignored the hub's flag ${JSON.stringify(name)}: not one this extension knows`);
+        } else if (value === null) {
+          delete out[name];
+        } else if (typeof value === "boolean") {
+          out[name] = value;
+        } else {
+          this.log(`ignored the hub's flag ${name}=${JSON.stringify(value)}: not true or false`);
+        }
+      }
+      return out;
     }
 
     chatMode() {
@@ -1112,7 +1203,8 @@
     /** Tabs open 2 s apart: a burst of page loads looks like a bot and spikes memory. */
     tabOpeningTurn() {
       const turn = this.tabTurn.then(async () => {
-        const wait = this.lastTabOpenAt + TAB_OPEN_GAP_MS - Date.now();
+        const gap = this.timings && this.timings.tabOpenGapMs != null ? this.timings.tabOpenGapMs : TAB_OPEN_GAP_MS;
+        const wait = this.lastTabOpenAt + gap - Date.now();
         if (wait > 0) await sleep(wait);
         this.lastTabOpenAt = Date.now();
       });
@@ -1145,6 +1237,8 @@
         this.publish();
         return;
       }
+      // A table the hub pushed while selector_updates was on, left from before it went off.
+      if (!this.flag("selector_updates")) await this.dropSelectorTable();
       const wanted = this.desiredTabs();
       const byNumber = new Map(records.map((r) => [r.slot, r]));
       for (let n = 1; n <= 10; n++) {
@@ -1156,6 +1250,9 @@
         }
         const workerId = `ext-${this.installId}-${n}`;
         const slot = new Slot(this, n, record && record.workerId === workerId ? record : inflight.emptySlot(n, workerId));
+        // Kept only for what it holds (fewer tabs were wanted before the restart): it finishes
+        // that and closes.
+        if (n > wanted) slot.draining = `closing this tab once its attempt is delivered: ${this.fewerTabsReason()}`;
         this.slots.set(n, slot);
         if (slot.tabId != null) this.tabToSlot.set(slot.tabId, slot);
       }
@@ -1209,36 +1306,88 @@
       const { inflight } = this.lib;
       const wanted = this.desiredTabs();
       for (let n = 1; n <= wanted; n++) {
-        if (this.slots.has(n)) continue;
+        if (this.slots.has(n)) {
+          this.slots.get(n).keep();
+          continue;
+        }
         const record = (await this.store.loadSlot(n)) || inflight.emptySlot(n, `ext-${this.installId}-${n}`);
         const slot = new Slot(this, n, record);
         this.slots.set(n, slot);
         slot.start();
       }
-      for (const [n, slot] of this.slots) {
-        if (n > wanted && !slot.busy && !slot.record.unacked.length) {
+      // Never thrown away: a slot with an attempt in hand (perhaps paid for already) or an
+      // outcome not yet acknowledged finishes and delivers it first (Slot.drain).
+      for (const [n, slot] of [...this.slots]) {
+        if (n <= wanted) continue;
+        if (slot.idle) {
           this.slots.delete(n);
-          await slot.retire();
+          await slot.retire(this.fewerTabsReason());
           await this.store.removeSlot(n);
+          slot.log("closed");
+        } else {
+          slot.drain(this.fewerTabsReason());
         }
       }
       this.publish();
     }
 
-    async applyConfigure(msg) {
+    fewerTabsReason() {
+      return this.flag("multi_tab") ? `${this.desiredTabs()} tab(s) wanted` : "single-tab mode (the hub's multi_tab flag is off)";
+    }
+
+    /**
+     * `configure` from the hub (every slot's connection gets one: applied one at a time).
+     * Absent fields leave what was in force; `flags` are merged by name (mergeFlags) and kept
+     * with the rest in storage ("hubConfig"), so they outlive a service worker restart.
+     */
+    applyConfigure(msg) {
+      const next = (this.configureChain || Promise.resolve()).then(() => this.applyConfigureNow(msg));
+      this.configureChain = next.catch((err) => this.log(`configure: ${err && err.message ? err.message : err}`));
+      return next;
+    }
+
+    async applyConfigureNow(msg) {
       const config = { ...(this.hubConfig || {}) };
       if (msg.tabs != null) config.tabs = msg.tabs;
       if (msg.chat_mode != null) config.chat_mode = msg.chat_mode;
-      if (msg.selector_table) {
+      if (msg.flags && typeof msg.flags === "object" && !Array.isArray(msg.flags)) {
+        config.flags = this.mergeFlags(config.flags, msg.flags);
+      }
+      const selectorUpdates = config.flags ? config.flags.selector_updates !== false : true;
+      if (!selectorUpdates) {
+        // Back to the built-in table, and the hub's tables are not looked at until the flag is on.
+        await this.dropSelectorTable();
+        delete config.selector_table;
+        if (msg.selector_table) this.log("ignored the hub's selector table: the hub's selector_updates flag is off");
+      } else if (msg.selector_table) {
         const result = await this.acceptSelectorTable(msg.selector_table);
         config.selector_table = result;
       }
       const changed = JSON.stringify(config) !== JSON.stringify(this.hubConfig || {});
+      const flagsChanged = JSON.stringify(config.flags || {}) !== JSON.stringify((this.hubConfig && this.hubConfig.flags) || {});
       this.hubConfig = config;
+      if (flagsChanged) this.log(`feature flags in force: ${describeFlags(this.flags())}`);
       if (changed) {
         await this.store.setValue("hubConfig", config);
         await this.adjustSlots();
       }
+      this.publish();
+    }
+
+    /**
+     * selector_updates off: forget the table the hub pushed (storage, which new pages read) and
+     * tell the open pages to use the built-in table again (`ng.setSelectors` with table null).
+     * Resolves true when there was one.
+     */
+    async dropSelectorTable() {
+      this.selectorProblem = null;
+      const current = await this.store.getValue("selectorTable");
+      if (!current) return false;
+      await this.store.removeValue("selectorTable");
+      const tabs = new Set([...this.slots.values()].map((slot) => slot.tabId).filter((id) => id != null));
+      for (const tabId of tabs) this.chrome.tabs.sendMessage(tabId, { type: "ng.setSelectors", table: null }).catch(() => {});
+      this.log(`dropped the hub's selector table version ${current.version}: back to the built-in table`);
+      return true;
     }
 
     /** A newer selector table from the hub: validated, stored for content scripts, pushed. */
@@ -1405,9 +1554,10 @@
         this.lastState = state;
         this.stateSince = Date.now();
       }
-      return { state, hub: this.settings.hubUrl, detail, since: this.stateSince, instance_id: this.instanceId, slots };
+      const fromHub = Object.keys((this.hubConfig && this.hubConfig.flags) || {});
+      return { state, hub: this.settings.hubUrl, detail, since: this.stateSince, instance_id: this.instanceId, slots, flags: this.flags(), flags_from_hub: fromHub };
     }
   }
 
-  return { Orchestrator, Slot, CHATGPT_URL, TAB_OPEN_GAP_MS, sameUrl };
+  return { Orchestrator, Slot, CHATGPT_URL, TAB_OPEN_GAP_MS, FLAG_DEFAULTS, sameUrl };
 });

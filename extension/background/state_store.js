@@ -272,6 +272,12 @@
       if (warm && session) await session.set(key, value).catch(() => {});
     }
 
+    /** Forget a value everywhere getValue looks (storage.session and storage.local). */
+    async function removeValue(key) {
+      if (session) await session.remove(key).catch(() => {});
+      await local.remove(key);
+    }
+
     async function setWarm(key, value) {
       if (session) await session.set(key, value).catch(() => {});
     }
@@ -293,6 +299,7 @@
       dropReferences,
       getValue,
       setValue,
+      removeValue,
       setWarm,
     };
   }

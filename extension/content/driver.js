@@ -918,6 +918,18 @@
     return { ok: true };
   }
 
+  /** Forget any pushed table: the built-in one again (the service worker has removed the stored copy). */
+  function useBuiltInTable() {
+    table = SelectorTable.mergeTables(SelectorTable.DEFAULT_TABLE, null);
+    try {
+      chrome.storage.local.remove("selectorTable");
+    } catch (error) {
+      log("could not forget the stored selector table", error);
+    }
+    reportHealth(false);
+    return { ok: true, version: table.version };
+  }
+
   function loadStoredTable() {
     try {
       chrome.storage.local.get("selectorTable", (items) => {
@@ -983,7 +995,8 @@
         sendResponse({ url: location.href, results: SelectorTable.selfTest(document, table) });
         return;
       case "ng.setSelectors":
-        sendResponse(adoptTable(message.table, true));
+        // table null: the hub's selector_updates flag went off; back to the built-in table.
+        sendResponse(message.table == null ? useBuiltInTable() : adoptTable(message.table, true));
         return;
       default:
         // Not ours: no reply, so another listener may answer.

@@ -318,6 +318,17 @@
     return (await chrome.storage.local.get("connection")).connection || null;
   }
 
+  /** "Feature flags: multi_tab off (set by the hub), …": the flags in force, from the service worker. */
+  function describeFlags(connection) {
+    const flags = connection && connection.flags && typeof connection.flags === "object" ? connection.flags : null;
+    if (!flags) return "";
+    const fromHub = new Set(Array.isArray(connection.flags_from_hub) ? connection.flags_from_hub : []);
+    const parts = Object.entries(flags).map(
+      ([name, value]) => `${name} ${value ? "on" : "off"}${fromHub.has(name) ? " (set by the hub)" : ""}`
+    );
+    return `Feature flags: ${parts.join(", ")}.`;
+  }
+
   function renderConnection(connection) {
     lastConnection = connection;
     const state = connection && STATE_LABELS[connection.state] ? connection.state : "unknown";
@@ -332,6 +343,11 @@
     const detail = $("status-detail");
     detail.hidden = !(connection && connection.detail);
     detail.textContent = connection && connection.detail ? String(connection.detail) : "";
+
+    const flags = $("status-flags");
+    const flagText = describeFlags(connection);
+    flags.hidden = !flagText;
+    flags.textContent = flagText;
 
     const slots = connection && Array.isArray(connection.slots) ? connection.slots : [];
     const body = $("slots-body");
