@@ -584,8 +584,16 @@ class JobRunner:
     def _apply_flags(self) -> None:
         """The scheduler's kill switches from the set in force (cheap: two attributes)."""
         flags = self.flags.current
-        self.scheduler.single_worker = not flags.enabled("multi_tab")
+        single = not flags.enabled("multi_tab")
+        self.scheduler.single_worker = single
         self.scheduler.sequences_enabled = flags.enabled("chat_strategies")
+        if single:
+            self.scheduler.not_ready = frozenset(
+                worker_id
+                for worker_id, worker in self.workers.items()
+                if not getattr(worker, "connected", True)
+                or not getattr(worker, "accepting_work", True)
+            )
 
     async def _run_attempt(self, worker: Worker, lease: Lease) -> None:
         task = self.tasks[lease.task_id]

@@ -178,6 +178,9 @@ class Scheduler:
         # sequences off runs every job as the 'panel' chat strategy.
         self.single_worker = False
         self.sequences_enabled = True
+        # Workers the runner sees cannot take work just now (a tab reconnecting or reporting
+        # itself unhealthy, e.g. closing): the single-tab fallback passes over them.
+        self.not_ready: frozenset[str] = frozenset()
         self._counts: dict[TaskState, int] = dict.fromkeys(TaskState, 0)
 
     def _set_state(self, slot: TaskSlot, state: TaskState) -> None:
@@ -311,7 +314,7 @@ class Scheduler:
         if any(w.leases for w in self.workers.values() if w.worker_id != worker_id):
             return False
         for candidate in self.workers:
-            if self._can_work(candidate, now):
+            if candidate not in self.not_ready and self._can_work(candidate, now):
                 return candidate == worker_id
         return False
 

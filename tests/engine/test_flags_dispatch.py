@@ -82,6 +82,16 @@ def test_single_worker_mode_moves_on_when_that_worker_cannot_work() -> None:
     assert s.next_assignment("w2", 0.0) is not None
 
 
+def test_single_worker_mode_passes_over_a_worker_that_is_not_ready() -> None:
+    """A tab reconnecting or closing (the runner's view, not the scheduler's) is not the
+    one tab: otherwise nobody would work until it came back or was given up."""
+    s = scheduler(4, 3)
+    s.single_worker = True
+    s.not_ready = frozenset({"w1"})
+    assert s.next_assignment("w2", 0.0) is not None
+    assert s.next_assignment("w3", 0.0) is None
+
+
 def test_leaving_single_worker_mode_lets_everyone_work_again() -> None:
     s = scheduler(4, 3)
     s.single_worker = True

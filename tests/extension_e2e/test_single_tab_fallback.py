@@ -18,7 +18,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from novelgen_desktop.protocol.messages import Configure
+from novelgen_desktop.flags.document import FlagSetting
+from novelgen_desktop.flags.service import open_flags
+from novelgen_desktop.server.flag_wiring import FlagWiring
 from tests.extension_e2e.rig import BrowserRig, browser_rig, dump, job_outputs, run_job, wait_until
 from tests.fixtures.chatgpt import Behaviour, FakeChatGPT
 from tests.integration.helpers import assert_job_complete_and_consistent
@@ -28,10 +30,21 @@ PROMPTS = [
 ]
 
 
-async def send_flags(rig: BrowserRig, flags: dict[str, Any]) -> None:
-    """The hub sends the browsers these feature flags. (One place: the hub's flag system
-    will send them instead of this direct configure.)"""
-    await rig.hub.configure_browsers(Configure(flags=flags))
+def follow_flags(rig: BrowserRig) -> FlagWiring:
+    """The hub's flag system, as ``novelgen serve`` wires it: the job's runner reads the set
+    (the hub's own single-tab rule) and the browsers hear every change in ``configure``."""
+    flags = open_flags(rig.data_dir, environ={})
+    rig.service.flags = flags  # before the job starts: its runner reads this set
+    wiring = FlagWiring(flags, rig.service, hub=rig.hub)
+    wiring.start()
+    return wiring
+
+
+async def send_flags(wiring: FlagWiring, flags: dict[str, bool]) -> None:
+    """As ``novelgen flags set NAME on|off`` does (the running hub follows the file)."""
+    for name, value in flags.items():
+        wiring.flags.set_local(name, FlagSetting(value=value))
+    await asyncio.sleep(0)  # the configure goes out from a task of its own
 
 
 def chatgpt_pages(rig: BrowserRig) -> list[Any]:
@@ -57,6 +70,7 @@ def test_multi_tab_off_falls_back_to_one_tab_mid_job_and_on_again_reopens_three(
     async def scenario() -> None:
         with FakeChatGPT(Behaviour.image(delay=1.5)) as site:
             async with browser_rig(tmp_path, site) as rig:
+                wiring = follow_flags(rig)
                 await rig.configure(tabs=3)
                 await rig.wait_connected(3, timeout=60)
                 await wait_until(lambda: len(chatgpt_pages(rig)) == 3, 30, "3 ChatGPT tabs")
@@ -74,7 +88,7 @@ def test_multi_tab_off_falls_back_to_one_tab_mid_job_and_on_again_reopens_three(
                         s["worker_id"]: s["task_id"] for s in status["slots"] if s["busy"]
                     }
                     seen["switched_at"] = time.time()
-                    await send_flags(rig, {"multi_tab": False})
+                    await send_flags(wiring, {"multi_tab": False})
                     await wait_until(
                         lambda: len(rig.connected()) == 1 and len(chatgpt_pages(rig)) == 1,
                         30,
@@ -126,7 +140,7 @@ def test_multi_tab_off_falls_back_to_one_tab_mid_job_and_on_again_reopens_three(
                 assert {row[2] for row in after} == {seen["single_worker"]}, dump(rows)
 
                 # On again: the configured three tabs come back.
-                await send_flags(rig, {"multi_tab": True})
+                await send_flags(wiring, {"multi_tab": True})
                 await rig.wait_connected(3, timeout=30)
                 await wait_until(lambda: len(chatgpt_pages(rig)) == 3, 30, "3 ChatGPT tabs again")
                 errors = await rig.extension_errors()
@@ -136,5 +150,7 @@ def test_multi_tab_off_falls_back_to_one_tab_mid_job_and_on_again_reopens_three(
                     f"{seen['busy_at_switch']}, one tab after "
                     f"{seen['single_at'] - seen['switched_at']:.1f} s"
                 )
+                await wiring.stop()
+                wiring.flags.close()
 
     asyncio.run(scenario())
