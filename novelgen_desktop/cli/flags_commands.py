@@ -23,12 +23,12 @@ from novelgen_desktop.flags.document import (
     parse_text_value,
     parse_variant_spec,
 )
-from novelgen_desktop.flags.flagset import FlagSet
 from novelgen_desktop.flags.history import FlagVersion
 from novelgen_desktop.flags.registry import FLAGS, REGISTRY
 from novelgen_desktop.flags.report import experiment_report, format_report
 from novelgen_desktop.flags.service import FlagService, open_flags
 from novelgen_desktop.flags.text import differences as _differences
+from novelgen_desktop.flags.text import flagset_json
 from novelgen_desktop.flags.text import setting_text as _setting_text
 from novelgen_desktop.paths import DataPaths
 
@@ -87,7 +87,7 @@ def add_flags_commands(commands: Any) -> None:
 def _show(service: FlagService, as_json: bool) -> int:
     current = service.current
     if as_json:
-        print(json.dumps(_flags_json(current, service), indent=2))
+        print(json.dumps(flagset_json(current, service.problems), indent=2))
         return EXIT_OK
     pinned = f", rolled back to v{current.pinned_to}" if current.pinned_to else ""
     print(f"feature flags v{current.version}{pinned}")
@@ -98,26 +98,6 @@ def _show(service: FlagService, as_json: bool) -> int:
     for problem in service.problems:
         print(f"warning: {problem}", file=sys.stderr)
     return EXIT_OK
-
-
-def _flags_json(current: FlagSet, service: FlagService) -> dict[str, Any]:
-    return {
-        "version": current.version,
-        "pinned_to": current.pinned_to,
-        "problems": service.problems,
-        "flags": {
-            flag.name: {
-                "setting": current.setting(flag.name).to_json(),
-                "source": current.source(flag.name),
-                "default": flag.default,
-                "owner": flag.owner,
-                "unit": flag.unit.value,
-                "kill_switch": flag.kill_switch,
-                "description": flag.description,
-            }
-            for flag in FLAGS
-        },
-    }
 
 
 def _set(service: FlagService, args: argparse.Namespace) -> int:

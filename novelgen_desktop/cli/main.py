@@ -44,7 +44,7 @@ from novelgen_desktop.engine.runner import JobRunner, RunSummary
 from novelgen_desktop.engine.verify import verify_job
 from novelgen_desktop.engine.worker import Worker
 from novelgen_desktop.errors import ConfigError, JobNotFoundError, NovelGenError, StoreError
-from novelgen_desktop.flags.service import FlagService, stop_watching
+from novelgen_desktop.flags.service import FlagService
 from novelgen_desktop.output.naming import DEFAULT_TEMPLATE, NamingTemplate
 from novelgen_desktop.paths import DataPaths, resolve_data_dir
 from novelgen_desktop.sim.worker import SimBehaviour, make_simulated_workers
@@ -297,33 +297,19 @@ def _run_job(
     show: bool,
 ) -> RunSummary:
     """Run under the job's lock: reconciling or running a job another process is running
-    would dispatch its tasks twice."""
+    would dispatch its tasks twice. The flags are followed while it runs: `novelgen flags
+    rollback` in another terminal, an edited flags.json or the remote take effect at the
+    next attempt."""
     try:
         with JobLock(paths.job_lock(job.id), job.id):
-            return asyncio.run(_run_job_locked(paths, store, job, settings, flags, show=show))
+            return asyncio.run(
+                flags.following(_run_job_locked(paths, store, job, settings, flags, show=show))
+            )
     finally:
         flags.close()
 
 
 async def _run_job_locked(
-    paths: DataPaths,
-    store: Store,
-    job: JobRecord,
-    settings: dict[str, Any],
-    flags: FlagService,
-    *,
-    show: bool,
-) -> RunSummary:
-    # The flags are followed while the job runs: `novelgen flags rollback` in another
-    # terminal, an edited flags.json or the remote take effect at the next attempt.
-    watch = flags.start_watching()
-    try:
-        return await _run_job_with_flags(paths, store, job, settings, flags, show=show)
-    finally:
-        await stop_watching(watch)
-
-
-async def _run_job_with_flags(
     paths: DataPaths,
     store: Store,
     job: JobRecord,

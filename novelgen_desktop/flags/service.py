@@ -19,10 +19,10 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from novelgen_desktop.errors import ConfigError
@@ -36,10 +36,12 @@ from novelgen_desktop.flags.document import (
 )
 from novelgen_desktop.flags.flagset import FlagSet, resolve_shared
 from novelgen_desktop.flags.history import FlagHistory, FlagVersion
-from novelgen_desktop.flags.registry import FLAGS, REGISTRY
+from novelgen_desktop.flags.registry import REGISTRY
 from novelgen_desktop.flags.remote import FetchResult, RemoteConfig, cached_layer_of
+from novelgen_desktop.flags.text import flagset_json
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 ENV_PREFIX = "NOVELGEN_FLAG_"
 REMOTE_ENV = "NOVELGEN_FLAGS_URL"
 DEFAULT_POLL = 0.2
@@ -296,6 +298,14 @@ class FlagService:
     def start_watching(self, **kwargs: float) -> asyncio.Task[None]:
         return asyncio.get_running_loop().create_task(self.watch(**kwargs), name="flags")
 
+    async def following(self, work: Awaitable[_T]) -> _T:
+        """``work``, awaited while this set follows its sources (a command's one job)."""
+        watch = self.start_watching()
+        try:
+            return await work
+        finally:
+            await stop_watching(watch)
+
     # --- changing the shared set ------------------------------------------------------------
 
     def _local_layer_strict(self) -> FlagLayer:
@@ -406,16 +416,7 @@ def describe_flags(data_root: Path, *, limit: int = 20) -> dict[str, Any]:
                 cache = json.loads(service.files.remote_cache.read_text(encoding="utf-8"))
                 remote.update(fetched_at=cache.get("fetched_at"), sha256=cache.get("sha256"))
         return {
-            "version": current.version,
-            "pinned_to": current.pinned_to,
-            "problems": service.problems,
-            "flags": {
-                flag.name: {
-                    "setting": current.setting(flag.name).to_json(),
-                    "source": current.source(flag.name),
-                }
-                for flag in FLAGS
-            },
+            **flagset_json(current, service.problems, details=False),
             "remote": remote,
             "history": [
                 {"version": v.version, "parent": v.parent, "at": v.created_at, "reason": v.reason}

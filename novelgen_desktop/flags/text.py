@@ -1,6 +1,9 @@
-"""Flag settings in words, the same in the terminal (``novelgen flags``) and the window."""
+"""Flag settings in words and as JSON, the same in the terminal (``novelgen flags``), the
+window and a ``novelgen diagnose`` archive."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from novelgen_desktop.flags.document import FlagSetting
 from novelgen_desktop.flags.flagset import FlagSet
@@ -36,4 +39,30 @@ def differences(before: FlagSet, after: FlagSet) -> str:
     return "; ".join(changed) if changed else "no flag changed value"
 
 
-__all__ = ["differences", "setting_text", "value_text"]
+def flagset_json(current: FlagSet, problems: list[str], *, details: bool = True) -> dict[str, Any]:
+    """The set in force: each flag's setting and where it came from (``details``: also its
+    definition, for ``novelgen flags show --json``)."""
+    flags: dict[str, Any] = {}
+    for flag in FLAGS:
+        entry: dict[str, Any] = {
+            "setting": current.setting(flag.name).to_json(),
+            "source": current.source(flag.name),
+        }
+        if details:
+            entry |= {
+                "default": flag.default,
+                "owner": flag.owner,
+                "unit": flag.unit.value,
+                "kill_switch": flag.kill_switch,
+                "description": flag.description,
+            }
+        flags[flag.name] = entry
+    return {
+        "version": current.version,
+        "pinned_to": current.pinned_to,
+        "problems": list(problems),
+        "flags": flags,
+    }
+
+
+__all__ = ["differences", "flagset_json", "setting_text", "value_text"]

@@ -15,19 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from novelgen_desktop.engine.model import Assignment, ChatStrategy, JobState, WorkerOutcome
+from novelgen_desktop.engine.model import ChatStrategy, JobState
 from novelgen_desktop.engine.scheduler import Scheduler, SchedulerPolicy, TaskSlot
 from novelgen_desktop.engine.service import JobService
 from novelgen_desktop.flags.document import FlagSetting, Variant
 from novelgen_desktop.flags.flagset import FixedFlags, FlagSet, task_unit
 from novelgen_desktop.paths import DataPaths, resolve_data_dir
 from novelgen_desktop.prompts import parse_text
-from novelgen_desktop.sim.worker import SimBehaviour, SimulatedWorker
 from novelgen_desktop.store.database import Store
 from novelgen_desktop.style import StyleBible, load_style_bible
+from tests.engine.recording_worker import RecordingWorker
 from tests.style.style_testutil import write_png
 
-FAST = SimBehaviour(latency_median=0.01, latency_sigma=0.0, image_size=32)
 BIBLE = """
 [bible]
 name = "Hallow Point"
@@ -125,16 +124,6 @@ def test_sequences_off_runs_a_paged_job_as_panel() -> None:
 
 
 # --- per-task flags through a running service ----------------------------------------------------
-
-
-class RecordingWorker(SimulatedWorker):
-    def __init__(self, name: str) -> None:
-        super().__init__(name, f"account-{name}", FAST)
-        self.seen: list[Assignment] = []
-
-    async def execute(self, assignment: Assignment) -> WorkerOutcome:
-        self.seen.append(assignment)
-        return await super().execute(assignment)
 
 
 @pytest.fixture

@@ -17,18 +17,16 @@ from pathlib import Path
 import pytest
 
 from novelgen_desktop.engine.composition import REFERENCES_DIR
-from novelgen_desktop.engine.model import Assignment, ChatStrategy, JobState, WorkerOutcome
+from novelgen_desktop.engine.model import ChatStrategy, JobState
 from novelgen_desktop.engine.service import JobService, specs_from_prompts
 from novelgen_desktop.errors import ConfigError
 from novelgen_desktop.paths import DataPaths, resolve_data_dir
 from novelgen_desktop.prompts.issues import PromptImportError
-from novelgen_desktop.sim.worker import SimBehaviour, SimulatedWorker
 from novelgen_desktop.store.database import Store
 from novelgen_desktop.store.manifest import MANIFEST_NAME
 from novelgen_desktop.style import StyleBible, load_style_bible
+from tests.engine.recording_worker import RecordingWorker
 from tests.style.style_testutil import write_png
-
-FAST = SimBehaviour(latency_median=0.01, latency_sigma=0.0, image_size=32)
 
 BIBLE = """
 [bible]
@@ -48,18 +46,6 @@ references = ["maren.png"]
 [characters.Isak]
 description = "a boy of twelve with a shaved head"
 """
-
-
-class RecordingWorker(SimulatedWorker):
-    """A simulated tab that remembers every assignment it was given."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(name, f"account-{name}", FAST)
-        self.seen: list[Assignment] = []
-
-    async def execute(self, assignment: Assignment) -> WorkerOutcome:
-        self.seen.append(assignment)
-        return await super().execute(assignment)
 
 
 @pytest.fixture
