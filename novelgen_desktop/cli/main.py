@@ -44,7 +44,7 @@ from novelgen_desktop.engine.runner import JobRunner, RunSummary
 from novelgen_desktop.engine.verify import verify_job
 from novelgen_desktop.engine.worker import Worker
 from novelgen_desktop.errors import ConfigError, JobNotFoundError, NovelGenError, StoreError
-from novelgen_desktop.flags.service import FlagService
+from novelgen_desktop.flags.service import FlagService, open_flags
 from novelgen_desktop.output.naming import DEFAULT_TEMPLATE, NamingTemplate
 from novelgen_desktop.paths import DataPaths, resolve_data_dir
 from novelgen_desktop.sim.worker import SimBehaviour, make_simulated_workers
@@ -214,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     gui.add_argument(
         "--workers", type=options.tab_count, help="tabs per browser / simulated tabs (1-10)"
     )
+    options.add_flag_options(gui)
     add_hub_commands(commands)
     add_submit_commands(commands)
     style_commands.add_compose_command(commands)
@@ -801,7 +802,20 @@ def cmd_export(args: argparse.Namespace, paths: DataPaths) -> int:
 def cmd_gui(args: argparse.Namespace, paths: DataPaths) -> int:
     from novelgen_desktop.gui.app import run_gui  # noqa: PLC0415 - Qt only for the window
 
-    return run_gui(paths, simulate=args.simulate, port=args.port, workers=args.workers)
+    # A bad --flag stops here; a bad flags.json does not keep the window from opening (it is
+    # ignored with its reason, shown in the log and the Feature flags window).
+    flags = open_flags(
+        paths.root,
+        remote=getattr(args, "flags_url", None),
+        cli_overrides=list(getattr(args, "flag", None) or ()),
+        strict=False,
+    )
+    try:
+        return run_gui(
+            paths, simulate=args.simulate, port=args.port, workers=args.workers, flags=flags
+        )
+    finally:
+        flags.close()
 
 
 COMMANDS = {

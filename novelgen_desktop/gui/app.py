@@ -15,6 +15,7 @@ from dataclasses import replace
 
 from novelgen_desktop.desktop.settings import load_settings
 from novelgen_desktop.errors import ConfigError
+from novelgen_desktop.flags.service import FlagService
 from novelgen_desktop.paths import DataPaths
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ def run_gui(
     simulate: bool | None = None,
     port: int | None = None,
     workers: int | None = None,
+    flags: FlagService | None = None,
 ) -> int:
     """Open the window and run until the author quits; returns the exit code."""
     if not display_available():
@@ -95,7 +97,7 @@ def run_gui(
     settings, problems = load_settings(paths)
     if workers is not None:
         settings = replace(settings, default_workers=workers)
-    session = DesktopSession(paths, settings)
+    session = DesktopSession(paths, settings, flags=flags)
     try:
         loop.run_until_complete(session.start(port=port, simulate=simulate))
     except ConfigError as exc:
