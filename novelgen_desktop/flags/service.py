@@ -221,7 +221,11 @@ class FlagService:
             # Another process may have fetched a newer remote copy (its cache is written before
             # it records): take it, or the two processes would each re-record their own view
             # on every poll, flipping the set between them.
-            self._remote_layer = self._cached_remote() or self._remote_layer
+            # A process without the source also drops the layer when the copy is gone
+            # (`novelgen flags forget-remote` elsewhere); one with it keeps what it fetched.
+            cached = self._cached_remote()
+            if cached is not None or self.remote is None:
+                self._remote_layer = cached
         layer, sources, pinned = self._resolve()
         if pinned is None:
             why = reason

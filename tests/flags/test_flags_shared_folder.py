@@ -90,3 +90,22 @@ def test_forgetting_the_remote_goes_back_to_the_files(tmp_path: Path) -> None:
     assert command.current.source("multi_tab") == "default"
     assert command.forget_remote() is False
     command.close()
+
+
+def test_a_remote_forgotten_in_one_process_is_forgotten_in_the_others(tmp_path: Path) -> None:
+    remote = tmp_path / "published.json"
+    write_remote(remote, False)
+    files = flag_files(tmp_path / "data")
+    hub = FlagService(files, remote=str(remote))
+    assert hub.remote is not None
+    hub.apply_remote(hub.remote.fetch())
+    hub.close()
+    window = FlagService(files)
+    command = FlagService(files)
+    assert window.current.value("multi_tab") is False
+    assert command.forget_remote() is True
+    window.refresh()
+    assert window.current.value("multi_tab") is True
+    assert window.current.version == command.current.version  # no version of its own
+    window.close()
+    command.close()
