@@ -185,8 +185,10 @@ class FlagHistory:
                 raise ConfigError("no flag set has been recorded yet: nothing to roll back")
             target_id = latest.parent if to is None else to
             if target_id is None:
+                copy = f" ({latest.reason})" if latest.reason.startswith("rollback to") else ""
                 raise ConfigError(
-                    f"version {latest.version} is the first recorded flag set: nothing before it"
+                    f"nothing to roll back to: the set in force, v{latest.version}{copy}, is "
+                    "the first recorded flag set"
                 )
             target = self.get(target_id)
             if target is None:

@@ -96,7 +96,7 @@ def test_rollback_goes_to_the_parent_then_further_back(history: FlagHistory) -> 
     assert second.settings == A
     assert (second.version, second.parent) == (5, None)
     assert history.pinned().version == 1  # type: ignore[union-attr]
-    with pytest.raises(ConfigError, match="version 5 is the first recorded flag set"):
+    with pytest.raises(ConfigError, match=r"the set in force, v5 \(rollback to v1\), is the first recorded flag set"):
         history.rollback()
     # a failed rollback changes nothing
     assert history.latest() == second
@@ -123,7 +123,7 @@ def test_rollback_with_nothing_recorded(history: FlagHistory) -> None:
 
 def test_rollback_of_the_first_version(history: FlagHistory) -> None:
     history.record(A, {}, "a")
-    with pytest.raises(ConfigError, match="version 1 is the first recorded flag set"):
+    with pytest.raises(ConfigError, match="the set in force, v1, is the first recorded flag set"):
         history.rollback()
     assert history.pinned() is None
 

@@ -355,7 +355,7 @@ def test_a_failed_rollback_notifies_nobody(
 ) -> None:
     service = opened(services, open_flags(isolated_data_dir, environ={}))
     heard = listen(service)
-    with pytest.raises(ConfigError, match="nothing before it"):
+    with pytest.raises(ConfigError, match="nothing to roll back to"):
         service.rollback()
     with pytest.raises(ConfigError, match=r"there is no flag set version 7 \(versions 1–1\)"):
         service.rollback(to=7)
