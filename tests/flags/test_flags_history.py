@@ -96,7 +96,8 @@ def test_rollback_goes_to_the_parent_then_further_back(history: FlagHistory) -> 
     assert second.settings == A
     assert (second.version, second.parent) == (5, None)
     assert history.pinned().version == 1  # type: ignore[union-attr]
-    with pytest.raises(ConfigError, match=r"the set in force, v5 \(rollback to v1\), is the first recorded flag set"):
+    first_set = r"the set in force, v5 \(rollback to v1\), is the first recorded flag set"
+    with pytest.raises(ConfigError, match=first_set):
         history.rollback()
     # a failed rollback changes nothing
     assert history.latest() == second
