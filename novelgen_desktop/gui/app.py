@@ -98,37 +98,49 @@ def run_gui(
     if workers is not None:
         settings = replace(settings, default_workers=workers)
     session = DesktopSession(paths, settings, flags=flags)
-    try:
-        loop.run_until_complete(session.start(port=port, simulate=simulate))
-    except ConfigError as exc:
-        QtWidgets.QMessageBox.critical(None, "NovelGen Desktop", str(exc))
-        sys.stderr.write(f"novelgen: {exc}\n")
-        return 2
-    bridge = EngineBridge(session)
-    window = MainWindow(bridge)
-    window_ref.append(window)
-    done = asyncio.Event()
-    window.quit_finished.connect(done.set)
+    start_error: list[ConfigError] = []
 
-    if quit_asked:  # a signal came while the session was starting
-        loop.call_soon(window.request_quit)
-    window.show()
-    bridge.start_ticking()
-    if problems:  # said, but not in a modal box: the engine is already running
-        box = QtWidgets.QMessageBox(
-            QtWidgets.QMessageBox.Icon.Warning,
-            "NovelGen Desktop",
-            settings_problems_text(problems),
-            QtWidgets.QMessageBox.StandardButton.Ok,
-            window,
-        )
-        box.open()
+    async def lifetime() -> None:
+        """The whole life of the window inside one run of the loop. qasync's
+        run_until_complete ends with a last pass of Qt events after it has cleared asyncio's
+        running loop; two runs (start, then the window) let a task stepped in that pass (the
+        job dispatcher back from its thread) meet no running loop and die, and with it every
+        later job."""
+        try:
+            await session.start(port=port, simulate=simulate)
+        except ConfigError as exc:
+            start_error.append(exc)
+            return
+        bridge = EngineBridge(session)
+        window = MainWindow(bridge)
+        window_ref.append(window)
+        done = asyncio.Event()
+        window.quit_finished.connect(done.set)
+        if quit_asked:  # a signal came while the session was starting
+            asyncio.get_running_loop().call_soon(window.request_quit)
+        window.show()
+        bridge.start_ticking()
+        if problems:  # said, but not in a modal box: the engine is already running
+            box = QtWidgets.QMessageBox(
+                QtWidgets.QMessageBox.Icon.Warning,
+                "NovelGen Desktop",
+                settings_problems_text(problems),
+                QtWidgets.QMessageBox.StandardButton.Ok,
+                window,
+            )
+            box.open()
+        await done.wait()
+
     try:
-        loop.run_until_complete(done.wait())
+        loop.run_until_complete(lifetime())
     except KeyboardInterrupt:
         loop.run_until_complete(session.stop())
     finally:
         loop.close()
+    if start_error:
+        QtWidgets.QMessageBox.critical(None, "NovelGen Desktop", str(start_error[0]))
+        sys.stderr.write(f"novelgen: {start_error[0]}\n")
+        return 2
     return 0
 
 

@@ -38,7 +38,11 @@ def test_two_candidates_keep_the_first_and_try_again_recovers(tmp_path: Path) ->
                 report = job_outputs(rig.data_dir, final.job_id)
                 assert final.state == "finished" and report["done"] == 2, dump(report)
                 two = site.requests_for("TWO")
-                assert len(two) == 1 and two[0].picks == [0], two
+                sent_twice = [(r.seq, r.action, r.page_id, r.picks, r.time) for r in two]
+                assert len(two) == 1 and two[0].picks == [0], (
+                    sent_twice,
+                    failed_attempts(rig, final.job_id),
+                )
                 first = site.image_sha256[two[0].file_ids[0]]
                 task = next(t for t in _tasks(rig.data_dir, final.job_id) if "TWO" in t[1])
                 assert task[5] == first, "the saved image is not the first candidate"
