@@ -13,4 +13,6 @@ echo "== mypy"
 echo "== node (extension unit tests)"
 node --test --test-reporter=dot extension/tests/
 echo "== pytest"
-.venv/bin/python -m pytest "$@"
+# Two workers: most of the suite waits on sockets, subprocesses and browsers, not the CPU.
+# NOVELGEN_TEST_WORKERS=0 runs it in one process (e.g. to debug with -s or --pdb).
+.venv/bin/python -m pytest -n "${NOVELGEN_TEST_WORKERS:-2}" --dist loadgroup "$@"

@@ -79,3 +79,18 @@ def test_a_failing_check_fails_the_run_and_stops_it(tmp_path: Path, failing: str
     assert rc != 0, f"{failing} failed but scripts/test.sh exited 0"
     assert len(calls) == ran, calls
     assert calls[-1].startswith(failing)
+
+
+def test_every_test_file_that_starts_chromium_is_in_the_serial_group() -> None:
+    """A new browser test outside the group would run beside another browser on two workers."""
+    from tests.conftest import serial_group
+
+    markers = ("CHROMIUM", "browser_rig", "playwright")
+    starting = sorted(
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / "tests").rglob("test_*.py")
+        if any(marker in path.read_text(encoding="utf-8") for marker in markers)
+        and path.name != "test_ci_script.py"
+    )
+    assert len(starting) >= 10, starting
+    assert {p: serial_group(f"{p}::test") for p in starting} == dict.fromkeys(starting, "chromium")
