@@ -1,7 +1,8 @@
 """Feature flags' costs and speed: reading the set at dispatch, assigning variants, rollback.
 
 - Every dispatch reads the set (two kill switches) and every attempt computes its variants:
-  measured per call, against a scheduler decision measured in the same run.
+  measured per call, against a scheduler decision measured in the same run; so is the
+  single-tab breaker's look at an attempt's ending, with a full window.
 - Variant assignment: calls per second and the largest deviation from the weights over
   N ids (the stable-hash property the A/B report depends on).
 - Rollback: a process follows another's rollback by polling; the time from the rollback's
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import machine, new_job, scratch
+from novelgen_desktop.engine.model import ErrorKind
+from novelgen_desktop.engine.orchestration import OrchestrationBreaker
 from novelgen_desktop.engine.runner import JobRunner, RunSettings
 from novelgen_desktop.engine.scheduler import Scheduler, SchedulerPolicy, TaskSlot
 from novelgen_desktop.flags.document import FlagSetting, Variant
@@ -43,7 +46,7 @@ def per_call(function: Any, repeat: int) -> float:
     return (time.perf_counter() - started) / repeat
 
 
-def dispatch_costs(repeat: int) -> dict[str, float]:
+def dispatch_costs(repeat: int) -> dict[str, float | int]:
     flags = FlagSet(overrides={"fresh_chat": EXPERIMENT})
     scheduler = Scheduler(SchedulerPolicy(), rng=random.Random(1))
     scheduler.load(TaskSlot(id=i, seq=i) for i in range(1, repeat + 1))
@@ -65,7 +68,20 @@ def dispatch_costs(repeat: int) -> dict[str, float]:
         flags.enabled("reference_images", unit)
         flags.enabled("fresh_chat", unit)
 
+    # The single-tab breaker sees every attempt's ending; its window at 500 endings a second
+    # (a load test) holds 300,000 of them. One in five fails, on three tabs.
+    breaker = OrchestrationBreaker()
+    kinds = [None, None, None, None, ErrorKind.PAGE_ERROR]
+    for index in range(300_000):
+        breaker.record(index * 0.002, f"w{index % 3}", kinds[index % 5])
+    start = 300_000 * 0.002
+
+    def watch_ending(index: int) -> None:
+        breaker.record(start + index * 0.002, f"w{index % 3}", kinds[index % 5])
+
     return {
+        "breaker_ending_us": per_call(watch_ending, repeat) * 1e6,
+        "breaker_window_endings": len(breaker),
         "scheduler_decision_us": per_call(decide, repeat) * 1e6,
         "read_switches_us": per_call(read_switches, repeat) * 1e6,
         "attempt_flags_us": per_call(attempt_flags, repeat) * 1e6,

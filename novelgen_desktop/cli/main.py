@@ -39,6 +39,7 @@ from novelgen_desktop.engine.model import (
     JobState,
     TaskState,
 )
+from novelgen_desktop.engine.orchestration import OrchestrationTrip
 from novelgen_desktop.engine.recovery import open_store, reconcile_job
 from novelgen_desktop.engine.runner import JobRunner, RunSummary
 from novelgen_desktop.engine.verify import verify_job
@@ -403,6 +404,13 @@ async def _drive(
         flags=flags,
     )
     unsubscribe = flags.subscribe(lambda _flags, _reason: runner.poke())
+
+    def fall_back(trip: OrchestrationTrip) -> str:
+        what = flags.fall_back_to_single_tab(trip.describe())
+        print(f"\nnovelgen: tab orchestration failing: {trip.describe()}; {what}", file=sys.stderr)
+        return what
+
+    runner.on_orchestration_failing = fall_back
     if relay is not None:
         relay.target = runner.deliver_late
     loop = asyncio.get_running_loop()

@@ -14,6 +14,7 @@ import concurrent.futures
 import contextlib
 import errno
 import hashlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -35,6 +36,11 @@ from novelgen_desktop.engine.model import (
     WorkerFailure,
     WorkerOutcome,
     WorkerResult,
+)
+from novelgen_desktop.engine.orchestration import (
+    BreakerSettings,
+    OrchestrationBreaker,
+    OrchestrationTrip,
 )
 from novelgen_desktop.engine.progress import ProgressSnapshot, ProgressTracker, WorkerStats
 from novelgen_desktop.engine.ratelimit import parse_reset_after
@@ -85,6 +91,7 @@ from novelgen_desktop.store.records import (
     WorkerSeen,
 )
 
+log = logging.getLogger(__name__)
 ProgressCallback = Callable[["RunStatus"], None]
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 _ACK_FOR = {
@@ -106,6 +113,8 @@ class RunSettings:
     # A hub keeps a job going while workers come and go (tabs reconnect, a login is awaited);
     # the command line stops when its own workers are gone or all blocked.
     wait_for_workers: bool = False
+    # When tabs keep failing together, the single-tab fallback (auto_single_tab flag).
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +238,10 @@ class JobRunner:
         # Every event as it is logged (the GUI's log and notifications); must not raise.
         self.on_event: Callable[[EventLogged], None] | None = None
         self.on_first_dispatch = on_first_dispatch
+        # Tabs failing together: the owner of the flags switches multi_tab off (it returns
+        # what it did, for the log); without one the runner only says so.
+        self.on_orchestration_failing: Callable[[OrchestrationTrip], str] | None = None
+        self.orchestration = OrchestrationBreaker(self.settings.breaker)
         self.workers = {w.worker_id: w for w in workers}
         self.tasks = {t.id: t for t in tasks}
         self.out_dir = Path(job.out_dir)
@@ -742,7 +755,7 @@ class JobRunner:
         if self.workers.get(worker.worker_id) is not worker:
             return
         for decision in self.scheduler.remove_worker(worker.worker_id, self.clock()):
-            self._persist_failure(decision, ErrorKind.WORKER_LOST, reason)
+            self._persist_failure(decision, ErrorKind.WORKER_LOST, reason, worker=worker)
         self.workers.pop(worker.worker_id, None)
         self._loops.pop(worker.worker_id, None)
         self._event(
@@ -893,6 +906,7 @@ class JobRunner:
         )
         task.state = TaskState.DONE
         self.progress.record_done(worker.worker_id, finished - started, finished)
+        self._watch_orchestration(worker.worker_id, None, finished)
         return "accepted"
 
     def _write_file(self, relative: PurePosixPath, result: WorkerResult) -> WrittenFile:
@@ -968,6 +982,8 @@ class JobRunner:
         conversation_url: str | None = None,
     ) -> None:
         now = self.clock()
+        if not decision.stale:
+            self._watch_orchestration(worker.worker_id if worker else None, kind, now)
         outcome = "rate_limited" if kind is ErrorKind.RATE_LIMITED else "failed"
         if kind is ErrorKind.REFUSED:
             outcome = "refused"
@@ -1018,6 +1034,43 @@ class JobRunner:
                 worker_id=worker_id,
                 task_id=decision.task_id,
             )
+
+    def _watch_orchestration(
+        self, worker_id: str | None, kind: ErrorKind | None, now: float
+    ) -> None:
+        """Feed the breaker while it may act: multi_tab on, auto_single_tab on, two or more
+        tabs. Otherwise it starts over, so a switch back on begins from a clean slate."""
+        flags = self.flags.current
+        if (
+            not flags.enabled("multi_tab")
+            or not flags.enabled("auto_single_tab")
+            or len(self.workers) < 2
+        ):
+            self.orchestration.reset()
+            return
+        trip = self.orchestration.record(now, worker_id, kind)
+        if trip is None:
+            return
+        what = "no flag set to change in this run: the tabs go on"
+        if self.on_orchestration_failing is not None:
+            try:
+                what = self.on_orchestration_failing(trip)
+            except Exception as exc:  # the flags' disk, say: the job itself goes on
+                log.exception("switching to the single-tab fallback failed")
+                what = f"switching to the single-tab fallback failed: {exc}"
+        self._event(
+            "warning",
+            "orchestration_failing",
+            f"tab orchestration failing: {trip.describe()}; {what}",
+            data={
+                "failures": trip.failures,
+                "endings": trip.endings,
+                "workers": list(trip.workers),
+                "kinds": dict(trip.kinds),
+            },
+            ts=now,
+        )
+        self._notify()
 
     # --- background -----------------------------------------------------------------------
 

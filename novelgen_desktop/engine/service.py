@@ -36,6 +36,7 @@ from novelgen_desktop.engine.model import (
     WorkerOutcome,
     WorkerResult,
 )
+from novelgen_desktop.engine.orchestration import OrchestrationTrip
 from novelgen_desktop.engine.recovery import open_store, reconcile_job
 from novelgen_desktop.engine.replaced import (
     ReplacedImage,
@@ -192,6 +193,9 @@ class JobService:
         self.settings = settings or ServiceSettings()
         # The live feature flags every job's runner reads (see set_flags).
         self.flags: FlagSource = flags or FixedFlags()
+        # Who switches to the single-tab fallback when a job's tabs keep failing together
+        # (the flag wiring of the hub or the window); None: the runner only logs it.
+        self.on_orchestration_failing: Callable[[OrchestrationTrip], str] | None = None
         if not self.settings.run.wait_for_workers:
             self.settings = replace(
                 self.settings, run=replace(self.settings.run, wait_for_workers=True)
@@ -326,6 +330,11 @@ class JobService:
             self.runner.poke()
 
     # --- the memory governor --------------------------------------------------------------
+
+    def _orchestration_failing(self, trip: OrchestrationTrip) -> str:
+        if self.on_orchestration_failing is None:
+            return "nothing here switches the flags: the tabs go on"
+        return self.on_orchestration_failing(trip)
 
     def set_memory_hold(self, reason: str | None, held_workers: frozenset[str]) -> None:
         """The governor's decision: no new attempt for anyone while ``reason`` is set, nor
@@ -1097,6 +1106,7 @@ class JobService:
                 flags=self.flags,
             )
             runner.on_event = self._emit
+            runner.on_orchestration_failing = self._orchestration_failing
             for worker_id in self.held_workers:
                 runner.scheduler.hold_worker(worker_id, True)
             runner.set_memory_hold(*self._memory_hold)

@@ -80,6 +80,16 @@ FLAGS: tuple[FlagDefinition, ...] = (
         browser=True,
     ),
     FlagDefinition(
+        "auto_single_tab",
+        "Switch multi_tab off by itself when tabs keep failing together (10 tab failures — "
+        "lost, stuck or page errors — in 10 minutes, 60 % of the attempts, on two or more "
+        "tabs). Off: only you or the remote configuration switch to the single-tab fallback.",
+        FlagKind.BOOL,
+        True,
+        owner="orchestration",
+        kill_switch=True,
+    ),
+    FlagDefinition(
         "memory_governor",
         "Hold dispatch back and clean up when memory runs short. Off: memory is watched and "
         "logged only (as with --no-memory-governor).",

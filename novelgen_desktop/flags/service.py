@@ -319,9 +319,12 @@ class FlagService:
             self.files.local.read_text(encoding="utf-8"), str(self.files.local)
         )
 
-    def set_local(self, name: str, setting: FlagSetting | None) -> FlagSet:
+    def set_local(
+        self, name: str, setting: FlagSetting | None, *, reason: str | None = None
+    ) -> FlagSet:
         """Write ``name`` into flags.json (None: remove it, the default or remote decides).
-        A rollback in force ends: the author has just said what they want now."""
+        A rollback in force ends: the author has just said what they want now. ``reason``
+        is what the new version records (default: ``flags set NAME``)."""
         if name not in REGISTRY:
             raise ConfigError(f"unknown flag {name!r} (known: {', '.join(REGISTRY)})")
         pinned = self.history.pinned()
@@ -343,8 +346,31 @@ class FlagService:
         temp.write_text(json.dumps(document_of(layer), indent=2) + "\n", encoding="utf-8")
         os.replace(temp, self.files.local)
         self.history.release()
-        self.refresh(f"flags set {name}", force=True)
+        self.refresh(reason or f"flags set {name}", force=True)
         return self.current
+
+    def fall_back_to_single_tab(self, why: str) -> str:
+        """Switch multi_tab off in flags.json because tab orchestration is failing (the
+        engine's breaker decided so); say what happened, for the log. The local file is
+        where it goes so that it lasts (a restart does not walk back into the same failure),
+        shows in ``flags show`` and the window, and is undone like any change: ticking
+        multi_tab again, ``flags set multi_tab on`` or ``flags rollback``."""
+        above = self._remote_layer or {}
+        if "multi_tab" in self.overrides or "multi_tab" in above:
+            # The file would not win; writing it anyway would surprise later, when that
+            # layer lets go.
+            source = self.current.source("multi_tab")
+            return (
+                f"multi_tab is decided by {source}, above the local flag file: the tabs go "
+                "on (switch it there)"
+            )
+        self.set_local(
+            "multi_tab", FlagSetting(value=False), reason=f"automatic single-tab fallback: {why}"
+        )
+        return (
+            f"switched to the single-tab fallback (multi_tab off, flags v{self.current.version}); "
+            "switch multi_tab on again once the cause is fixed"
+        )
 
     def rollback(self, to: int | None = None) -> FlagVersion:
         version = self.history.rollback(to)

@@ -6,7 +6,8 @@ nothing is created and closing the window quits as usual: the app must never hid
 with no way back.
 
 Notifications are for what needs the author — a job ended, a tab must be logged in again,
-every account is cooling down, memory pressure paused dispatch — and each is said once per
+every account is cooling down, memory pressure paused dispatch, the tabs kept failing and the
+job went down to one tab — and each is said once per
 episode: a second tick of the same condition is not news, only its end and a new start are.
 """
 
@@ -236,6 +237,15 @@ class TrayController(QtCore.QObject):
             self.notify_memory_pause(float(data.get("system_percent", 0.0)))
         elif event.kind == "memory_normal":
             self.notify_memory_resumed()
+        elif event.kind == "orchestration_failing":
+            # Each trip is its own episode: the breaker trips at most once per time the
+            # author switches multi_tab back on.
+            self._episode(
+                ("orchestration", f"{job}@{event.ts}"),
+                True,
+                "Tabs kept failing: down to one tab",
+                event.message,
+            )
 
     def notify_memory_pause(self, percent: float) -> None:
         """Memory use paused dispatch (called by whoever watches memory)."""

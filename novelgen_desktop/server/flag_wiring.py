@@ -1,7 +1,8 @@
 """What each feature flag switches, connected to the live flag set of a hub process.
 
 The engine reads the set itself at every dispatch (multi_tab, chat_strategies,
-reference_images, fresh_chat); this module does the rest when the set changes: the running
+reference_images, fresh_chat), and asks here to switch multi_tab off when a job's tabs keep
+failing together (auto_single_tab); this module does the rest when the set changes: the running
 job looks at dispatch again at once, the memory monitor is switched on or off, and the
 extensions hear the browser-side flags in a ``configure``. Used by ``novelgen serve`` and
 the desktop window alike.
@@ -17,6 +18,7 @@ from novelgen_desktop.flags.flagset import FlagSet
 from novelgen_desktop.flags.service import FlagService, stop_watching
 
 if TYPE_CHECKING:
+    from novelgen_desktop.engine.orchestration import OrchestrationTrip
     from novelgen_desktop.engine.service import JobService
     from novelgen_desktop.memory.monitor import MemoryMonitor
     from novelgen_desktop.server.hub import Hub
@@ -50,9 +52,15 @@ class FlagWiring:
             self.monitor.set_flag_allows(current.enabled("memory_governor"))
         for problem in self.flags.problems:
             self.service.log_event("warning", "flags_problem", problem)
+        self.service.on_orchestration_failing = self._fall_back
         self._watch = self.flags.start_watching(poll=poll, remote_every=remote_every)
 
+    def _fall_back(self, trip: OrchestrationTrip) -> str:
+        return self.flags.fall_back_to_single_tab(trip.describe())
+
     async def stop(self) -> None:
+        if self.service.on_orchestration_failing == self._fall_back:
+            self.service.on_orchestration_failing = None
         self._unsubscribe()
         await stop_watching(self._watch)
         self._watch = None

@@ -95,6 +95,7 @@ def test_layers_default_local_remote_overrides() -> None:
     assert flags.sources["selector_updates"] == "remote"  # the shared part still says remote
     assert sources == {
         "multi_tab": "local file",
+        "auto_single_tab": "default",
         "memory_governor": "remote",
         "selector_updates": "remote",
         "reference_images": "default",

@@ -27,6 +27,7 @@ from novelgen_desktop.gui.bridge import EngineBridge
 from novelgen_desktop.gui.qt import QtCore, QtWidgets
 from novelgen_desktop.gui.tray import TrayController, format_eta, progress_text
 from novelgen_desktop.sim.worker import SimBehaviour
+from novelgen_desktop.store.records import EventLogged
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -176,6 +177,21 @@ def test_each_notification_comes_once_per_episode(
     assert notes == ["A tab needs you"] * 3  # tab-1 logged in, then out again
 
     notes.clear()
+    trip = EventLogged(
+        ts=1000.0,
+        level="warning",
+        kind="orchestration_failing",
+        message="tab orchestration failing: 10 of 12 attempts in the last 10 min failed on 3 "
+        "tabs (page_error 10); switched to the single-tab fallback (multi_tab off, flags v4); "
+        "switch multi_tab on again once the cause is fixed",
+        job_id="job-1",
+    )
+    tray._on_event(trip)
+    assert notes == ["Tabs kept failing: down to one tab"]
+    tray._on_event(replace(trip, ts=2000.0))  # a later trip, after multi_tab came back on
+    assert notes == ["Tabs kept failing: down to one tab"] * 2
+
+    notes.clear()
     session.settings = replace(session.settings, notifications=False)
     tray.notify_memory_resumed()
     tray.notify_memory_pause(95.0)
@@ -198,6 +214,7 @@ from novelgen_desktop.gui.bridge import EngineBridge
 from novelgen_desktop.gui.tray import TrayController
 from novelgen_desktop.paths import resolve_data_dir
 from novelgen_desktop.sim.worker import SimBehaviour
+from novelgen_desktop.store.records import EventLogged
 
 app = QtWidgets.QApplication([])
 loop = qasync.QEventLoop(app)
