@@ -26,14 +26,23 @@ FAILING = [
 ]
 
 
+def run_failing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], panels: int, failure_rate: str
+) -> tuple[int, str, str]:
+    """``novelgen run`` three simulated tabs failing at ``failure_rate``; (exit code,
+    stderr of the run, ``novelgen flags show`` afterwards)."""
+    prompts = write_prompts(tmp_path / "prompts.txt", panels)
+    out = str(tmp_path / "out")
+    code = main(["run", str(prompts), "--out", out, *FAILING, "--sim-failure-rate", failure_rate])
+    err = capsys.readouterr().err
+    assert main(["flags", "show"]) == 0
+    return code, err, capsys.readouterr().out
+
+
 def test_run_falls_back_to_one_tab_and_flags_history_says_why(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    prompts = write_prompts(tmp_path / "prompts.txt", 12)
-    code = main(
-        ["run", str(prompts), "--out", str(tmp_path / "out"), *FAILING, "--sim-failure-rate", "0.9"]
-    )
-    err = capsys.readouterr().err
+    code, err, shown = run_failing(tmp_path, capsys, 12, "0.9")
     assert code != 0  # most panels end dead at this failure rate: the run says so
     [line] = [x for x in err.splitlines() if "tab orchestration failing" in x]
     assert line.startswith("novelgen: tab orchestration failing: ")
@@ -47,8 +56,6 @@ def test_run_falls_back_to_one_tab_and_flags_history_says_why(
     history = capsys.readouterr().out
     assert "automatic single-tab fallback: " in history and "(current)" in history
     assert history.rstrip().endswith("multi_tab=off")
-    assert main(["flags", "show"]) == 0
-    shown = capsys.readouterr().out
     assert any(
         x.split()[:2] == ["multi_tab", "off"] and "local file" in x for x in shown.splitlines()
     ), shown
@@ -57,13 +64,7 @@ def test_run_falls_back_to_one_tab_and_flags_history_says_why(
 def test_a_run_with_ordinary_failures_keeps_its_tabs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    prompts = write_prompts(tmp_path / "prompts.txt", 40)
-    code = main(
-        ["run", str(prompts), "--out", str(tmp_path / "out"), *FAILING, "--sim-failure-rate", "0.3"]
-    )
-    err = capsys.readouterr().err
+    code, err, shown = run_failing(tmp_path, capsys, 40, "0.3")
     assert code == 0, err
     assert "tab orchestration failing" not in err
-    assert main(["flags", "show"]) == 0
-    shown = capsys.readouterr().out
     assert any(x.split()[:3] == ["multi_tab", "on", "default"] for x in shown.splitlines()), shown
