@@ -29,6 +29,10 @@ ORCHESTRATION_FAILURES = frozenset(
     {ErrorKind.WORKER_LOST, ErrorKind.LEASE_EXPIRED, ErrorKind.TIMEOUT, ErrorKind.PAGE_ERROR}
 )
 
+# What the log says when no one who owns the flags is listening (a runner in a test or a
+# benchmark): the breaker tripped, and nothing changes.
+NOTHING_SWITCHES = "nothing here switches the flags: the tabs go on"
+
 
 @dataclass(frozen=True, slots=True)
 class BreakerSettings:
@@ -146,6 +150,7 @@ class OrchestrationBreaker:
 
 
 __all__ = [
+    "NOTHING_SWITCHES",
     "ORCHESTRATION_FAILURES",
     "BreakerSettings",
     "OrchestrationBreaker",

@@ -38,6 +38,7 @@ from novelgen_desktop.engine.model import (
     WorkerResult,
 )
 from novelgen_desktop.engine.orchestration import (
+    NOTHING_SWITCHES,
     BreakerSettings,
     OrchestrationBreaker,
     OrchestrationTrip,
@@ -1051,7 +1052,7 @@ class JobRunner:
         trip = self.orchestration.record(now, worker_id, kind)
         if trip is None:
             return
-        what = "no flag set to change in this run: the tabs go on"
+        what = NOTHING_SWITCHES
         if self.on_orchestration_failing is not None:
             try:
                 what = self.on_orchestration_failing(trip)

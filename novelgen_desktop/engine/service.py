@@ -36,7 +36,7 @@ from novelgen_desktop.engine.model import (
     WorkerOutcome,
     WorkerResult,
 )
-from novelgen_desktop.engine.orchestration import OrchestrationTrip
+from novelgen_desktop.engine.orchestration import NOTHING_SWITCHES, OrchestrationTrip
 from novelgen_desktop.engine.recovery import open_store, reconcile_job
 from novelgen_desktop.engine.replaced import (
     ReplacedImage,
@@ -329,12 +329,13 @@ class JobService:
         if self.runner is not None:
             self.runner.poke()
 
-    # --- the memory governor --------------------------------------------------------------
-
     def _orchestration_failing(self, trip: OrchestrationTrip) -> str:
+        """A runner's breaker tripped: whoever owns the flags now (see the attribute)."""
         if self.on_orchestration_failing is None:
-            return "nothing here switches the flags: the tabs go on"
+            return NOTHING_SWITCHES
         return self.on_orchestration_failing(trip)
+
+    # --- the memory governor --------------------------------------------------------------
 
     def set_memory_hold(self, reason: str | None, held_workers: frozenset[str]) -> None:
         """The governor's decision: no new attempt for anyone while ``reason`` is set, nor

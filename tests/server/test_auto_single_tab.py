@@ -27,11 +27,12 @@ from novelgen_desktop.engine.model import (
     WorkerFailure,
     WorkerOutcome,
 )
-from novelgen_desktop.engine.orchestration import BreakerSettings
+from novelgen_desktop.engine.orchestration import NOTHING_SWITCHES, BreakerSettings
 from novelgen_desktop.engine.runner import RunSettings
 from novelgen_desktop.engine.scheduler import SchedulerPolicy
 from novelgen_desktop.engine.service import JobService, ServiceSettings
 from novelgen_desktop.flags.document import FlagSetting
+from novelgen_desktop.flags.flagset import FixedFlags
 from novelgen_desktop.flags.service import FlagService, open_flags
 from novelgen_desktop.paths import DataPaths
 from novelgen_desktop.prompts import parse_text
@@ -92,7 +93,7 @@ def attempts(paths: DataPaths, job_id: str) -> list[tuple[int, str, str, float]]
 
 async def run_contended_job(
     paths: DataPaths,
-    flags: FlagService,
+    flags: FlagService | FixedFlags,
     *,
     until: Callable[[JobService, str, list[EventLogged]], Awaitable[bool]],
 ) -> tuple[str, list[EventLogged]]:
@@ -103,11 +104,13 @@ async def run_contended_job(
         format="text",
     ).specs
     service = JobService(paths, SETTINGS, flags=flags)
-    wiring = FlagWiring(flags, service)
+    # Without a flag service (a test's fixed set) nobody owns the flags to switch.
+    wiring = FlagWiring(flags, service) if isinstance(flags, FlagService) else None
     events: list[EventLogged] = []
     service.on_event(events.append)
     await service.start()
-    wiring.start(poll=0.05)
+    if wiring is not None:
+        wiring.start(poll=0.05)
     drawing: set[str] = set()
     try:
         job, _ = await service.submit("contended", specs)
@@ -117,7 +120,8 @@ async def run_contended_job(
             while not await until(service, job.id, events):
                 await asyncio.sleep(0.02)
     finally:
-        await wiring.stop()
+        if wiring is not None:
+            await wiring.stop()
         await service.stop()
     return job.id, events
 
@@ -218,3 +222,16 @@ def test_an_override_above_the_file_keeps_the_tabs_and_says_why(paths: DataPaths
         assert not flags.files.local.exists(), "nothing written that would only act later"
     finally:
         flags.close()
+
+
+def test_with_no_one_owning_the_flags_the_trip_is_logged_and_nothing_changes(
+    paths: DataPaths,
+) -> None:
+    fixed = FixedFlags()
+    _job, events = asyncio.run(
+        run_contended_job(paths, fixed, until=failures_seen(2 * BREAKER.min_failures))
+    )
+    trips = [e for e in events if e.kind == "orchestration_failing"]
+    assert trips and trips[0].message.endswith("; " + NOTHING_SWITCHES)
+    assert fixed.current.enabled("multi_tab")
+    assert not (paths.root / "flags").exists()
