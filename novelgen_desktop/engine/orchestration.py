@@ -88,15 +88,14 @@ class OrchestrationBreaker:
     def __init__(self, settings: BreakerSettings | None = None) -> None:
         self.settings = settings or BreakerSettings()
         self._endings: deque[_Ending] = deque()
-        self._failures = 0
-        self._failing_workers: Counter[str] = Counter()
+        # The failures in the window by kind and by tab (entries at zero are dropped).
         self._kinds: Counter[str] = Counter()
+        self._failing_workers: Counter[str] = Counter()
 
     def reset(self) -> None:
         self._endings.clear()
-        self._failures = 0
-        self._failing_workers.clear()
         self._kinds.clear()
+        self._failing_workers.clear()
 
     def __len__(self) -> int:
         return len(self._endings)
@@ -119,12 +118,9 @@ class OrchestrationBreaker:
         return trip
 
     def _count(self, ending: _Ending, step: int) -> None:
-        self._failures += step
-        self._kinds[str(ending.kind)] += step
+        _step(self._kinds, str(ending.kind), step)
         if ending.worker_id is not None:
-            self._failing_workers[ending.worker_id] += step
-            if self._failing_workers[ending.worker_id] == 0:
-                del self._failing_workers[ending.worker_id]
+            _step(self._failing_workers, ending.worker_id, step)
 
     def _forget_before(self, horizon: float) -> None:
         while self._endings and self._endings[0].at < horizon:
@@ -134,19 +130,26 @@ class OrchestrationBreaker:
 
     def _check(self) -> OrchestrationTrip | None:
         s = self.settings
-        if self._failures < s.min_failures:
+        failures = self._kinds.total()
+        if failures < s.min_failures:
             return None
-        if self._failures < s.min_share * len(self._endings):
+        if failures < s.min_share * len(self._endings):
             return None
         if len(self._failing_workers) < s.min_workers:
             return None
         return OrchestrationTrip(
-            failures=self._failures,
+            failures=failures,
             endings=len(self._endings),
             workers=tuple(sorted(self._failing_workers)),
-            kinds=tuple((kind, n) for kind, n in self._kinds.most_common() if n > 0),
+            kinds=tuple(self._kinds.most_common()),
             window=s.window,
         )
+
+
+def _step(counts: Counter[str], key: str, step: int) -> None:
+    counts[key] += step
+    if counts[key] == 0:
+        del counts[key]
 
 
 __all__ = [

@@ -7,8 +7,9 @@ with no way back.
 
 Notifications are for what needs the author — a job ended, a tab must be logged in again,
 every account is cooling down, memory pressure paused dispatch, the tabs kept failing and the
-job went down to one tab — and each is said once per
-episode: a second tick of the same condition is not news, only its end and a new start are.
+job went down to one tab — and each is said once per episode: a second tick of the same
+condition is not news, only its end and a new start are. (A fall to one tab is an episode of
+its own each time: the engine reports it once, when it happens.)
 """
 
 from __future__ import annotations
@@ -238,14 +239,7 @@ class TrayController(QtCore.QObject):
         elif event.kind == "memory_normal":
             self.notify_memory_resumed()
         elif event.kind == "orchestration_failing":
-            # Each trip is its own episode: the breaker trips at most once per time the
-            # author switches multi_tab back on.
-            self._episode(
-                ("orchestration", f"{job}@{event.ts}"),
-                True,
-                "Tabs kept failing: down to one tab",
-                event.message,
-            )
+            self._notify_if_wanted("Tabs kept failing: down to one tab", event.message)
 
     def notify_memory_pause(self, percent: float) -> None:
         """Memory use paused dispatch (called by whoever watches memory)."""
@@ -271,6 +265,10 @@ class TrayController(QtCore.QObject):
         if key in self._said:
             return
         self._said.add(key)
+        self._notify_if_wanted(title, message)
+
+    def _notify_if_wanted(self, title: str, message: str) -> None:
+        """Notify unless the author turned notifications off in Settings."""
         if self.session.settings.notifications:
             self.notify(title, message)
 
