@@ -52,6 +52,8 @@ SIM_OPTIONS = [
     "64",
     "--backoff-base",
     "0.05",
+    "--max-failures",  # a panel dead of bad luck after the default 5 is not what this tests
+    "10",
     "--snapshot-every",
     "7",
     "--no-progress",

@@ -30,6 +30,8 @@ VIA_HUB = [
     "48",
     "--backoff-base",
     "0.05",
+    "--max-failures",  # a panel dead of bad luck after the default 5 is not what this tests
+    "10",
     "--no-progress",
 ]
 
