@@ -406,8 +406,9 @@ async def _drive(
     unsubscribe = flags.subscribe(lambda _flags, _reason: runner.poke())
 
     def fall_back(trip: OrchestrationTrip) -> str:
-        what = flags.fall_back_to_single_tab(trip.describe())
-        print(f"\nnovelgen: tab orchestration failing: {trip.describe()}; {what}", file=sys.stderr)
+        why = trip.describe()
+        what = flags.fall_back_to_single_tab(why)
+        print(f"\nnovelgen: tab orchestration failing: {why}; {what}", file=sys.stderr)
         return what
 
     runner.on_orchestration_failing = fall_back

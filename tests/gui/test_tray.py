@@ -214,7 +214,6 @@ from novelgen_desktop.gui.bridge import EngineBridge
 from novelgen_desktop.gui.tray import TrayController
 from novelgen_desktop.paths import resolve_data_dir
 from novelgen_desktop.sim.worker import SimBehaviour
-from novelgen_desktop.store.records import EventLogged
 
 app = QtWidgets.QApplication([])
 loop = qasync.QEventLoop(app)
