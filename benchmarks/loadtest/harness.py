@@ -353,8 +353,8 @@ def inspect_job(data_dir: Path, job_id: str, *, verify_hashes: bool = True) -> d
     ends = [a[3] for a in done_attempts if a[3] is not None]
     latencies = sorted(a[3] - a[2] for a in done_attempts if a[3] is not None)
     first_assign = min(starts) if starts else None
-    # The last completion: a done attempt's end, or a task's finish time (a task recovered
-    # after a SIGKILL has no done attempt).
+    # The last completion: a done attempt's end, or a task's finish time (which is also
+    # there for a task whose done attempt went missing: reported below).
     finishes = [t[5] for t in tasks if t[1] == "done" and t[5] is not None]
     last_done = max(ends + finishes) if ends or finishes else None
     span = (last_done - first_assign) if first_assign is not None and last_done else None
@@ -424,9 +424,9 @@ def inspect_job(data_dir: Path, job_id: str, *, verify_hashes: bool = True) -> d
         "attempts": len(attempts),
         "attempts_by_outcome": dict(Counter(str(a[4]) for a in attempts)),
         "errors_by_kind": dict(Counter(a[5] for a in attempts if a[5])),
-        # A task can be done without a 'done' attempt: its image was recovered from the
-        # manifest or adopted from disk after a hub SIGKILL. Counted, as attempts-based
-        # figures (throughput, latency) do not see it.
+        # Must be 0: an image recovered from the manifest or adopted from disk after a hub
+        # SIGKILL gets its done attempt too, and a duplicate of the attempt that drew the
+        # image (resent by a worker that missed the acknowledgement) must not undo it.
         "done_without_done_attempt": sum(
             1 for t in tasks if t[1] == "done" and done_per_task.get(t[0], 0) == 0
         ),
@@ -715,7 +715,13 @@ async def _run(scenario: Scenario, root: Path, log: Log) -> dict[str, Any]:
                 problems.append(f"the client saw the job end as {watch.state}")
         if result["duplicated"]:
             problems.append(f"duplicated: {store['duplicated_detail']}")
-        for key in ("missing_files", "hash_mismatches", "temp_files", "manifest_bad_rows"):
+        for key in (
+            "missing_files",
+            "hash_mismatches",
+            "temp_files",
+            "manifest_bad_rows",
+            "done_without_done_attempt",
+        ):
             if store[key]:
                 problems.append(f"{key}: {store[key]}")
         if store["manifest_rows_disagreeing"] or store["manifest_rows"] != store["done"]:

@@ -596,10 +596,15 @@ def _apply_one(conn: sqlite3.Connection, op: StoreOp) -> None:
                 (op.attempt, op.worker_id, op.task_id),
             )
         case AttemptEnded():
+            # A done attempt is final. A worker that never heard its image was kept (the hub
+            # was killed between writing and acknowledging it) sends the same attempt again;
+            # the hub rightly drops it as a duplicate, and that verdict must not overwrite the
+            # attempt that drew the task's image.
             ended = conn.execute(
                 "UPDATE attempts SET ended_at = ?, outcome = ?, error_kind = ?, "
                 "error_message = ?, conversation_url = COALESCE(?, conversation_url), "
-                "image_id = COALESCE(?, image_id) WHERE task_id = ? AND attempt = ?",
+                "image_id = COALESCE(?, image_id) "
+                "WHERE task_id = ? AND attempt = ? AND outcome IS NOT 'done'",
                 (
                     op.ended_at,
                     op.outcome,

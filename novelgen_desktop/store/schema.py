@@ -145,11 +145,30 @@ def _migrate_to_v4(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE attempts ADD COLUMN flags_version INTEGER")
 
 
+def _migrate_to_v5(conn: sqlite3.Connection) -> None:
+    """Repair the attempts that a duplicate verdict overwrote. Before this version, a worker
+    that resent the image of an attempt already kept (the hub was killed between writing and
+    acknowledging it) had that attempt's ``done`` replaced by ``duplicate``, leaving a done
+    task without its done attempt, missing from every attempt-based figure (flag reports,
+    per-worker counts). The task's ``done_attempt`` and ``finished_at`` say which attempt drew
+    the image and when."""
+    conn.execute(
+        "UPDATE attempts SET outcome = 'done', ended_at = ("
+        "  SELECT finished_at FROM tasks WHERE tasks.id = attempts.task_id) "
+        "WHERE outcome = 'duplicate' AND EXISTS ("
+        "  SELECT 1 FROM tasks t WHERE t.id = attempts.task_id AND t.state = 'done' "
+        "  AND t.done_attempt = attempts.attempt AND t.finished_at IS NOT NULL) "
+        "AND NOT EXISTS ("
+        "  SELECT 1 FROM attempts d WHERE d.task_id = attempts.task_id AND d.outcome = 'done')"
+    )
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _migrate_to_v1,
     _migrate_to_v2,
     _migrate_to_v3,
     _migrate_to_v4,
+    _migrate_to_v5,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

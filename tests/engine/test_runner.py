@@ -1034,10 +1034,13 @@ def test_late_result_delivered_after_the_lease_expired_is_kept_once(
         verdicts.append(runner.deliver_late(slow, late))
         verdicts.append(runner.deliver_late(slow, late))  # the worker resends: duplicate
         verdicts.append(runner.deliver_late(slow, good(Assignment(999, 1, "p", 0.0))))
+        await wait_until(lambda: runner.scheduler.tasks[first.task_id].state is TaskState.DONE)
+        # Written and acknowledged; a worker that missed the acknowledgement sends it again.
+        verdicts.append(runner.deliver_late(slow, late))
         slow_release.set()
         return await asyncio.wait_for(task, RUN_TIMEOUT)
 
     summary = asyncio.run(main())
-    assert verdicts == ["accepted", "duplicate", "unknown"]
+    assert verdicts == ["accepted", "duplicate", "unknown", "duplicate"]
     assert summary.state is JobState.FINISHED
     assert_job_complete_and_consistent(paths.root, job.id, 3)

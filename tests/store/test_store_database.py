@@ -302,6 +302,31 @@ def test_apply_attempt_ended(store: Store, new_job: JobFactory, snapshot_tables:
     assert store.load_tasks("j")[0].state is TaskState.LEASED  # tasks are not touched
 
 
+def test_a_done_attempt_is_final(store: Store, new_job: JobFactory, snapshot_tables: Dump) -> None:
+    """A worker that never heard its image was kept sends the same attempt again after the
+    hub's restart; the hub drops it as a duplicate, and that verdict (or any later ending of
+    the attempt) leaves the attempt that drew the image done. Other attempts still end."""
+    _job, tasks = new_job("j", tasks=1)
+    task_id = tasks[0].id
+    store.apply(
+        [
+            AttemptStarted(task_id, 1, "w1", "a", 1.0),
+            AttemptStarted(task_id, 2, "w2", "a", 1.5),
+            AttemptEnded(task_id, 1, 2.0, "done", image_id="img"),
+            TaskCompleted(task_id, 1, "00001.png", SHA, 11, 2.0, "w1", {}),
+        ]
+    )
+    before = snapshot_tables(store)
+    store.apply([AttemptEnded(task_id, 1, 5.0, "duplicate", image_id="other")])
+    store.apply([AttemptEnded(task_id, 1, 6.0, "failed", ErrorKind.TIMEOUT, "late")])
+    store.apply([AttemptEnded(task_id, 1, 7.0, "done")])  # the same image, adopted again
+    assert snapshot_tables(store) == before
+    store.apply([AttemptEnded(task_id, 2, 8.0, "superseded")])
+    assert attempt_row(store, task_id, 2)["outcome"] == "superseded"
+    row = attempt_row(store, task_id, 1)
+    assert (row["ended_at"], row["outcome"], row["image_id"]) == (2.0, "done", "img")
+
+
 def test_a_done_attempt_whose_start_was_never_committed_is_recorded(
     store: Store, new_job: JobFactory
 ) -> None:

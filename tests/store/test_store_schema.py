@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -253,3 +254,56 @@ def test_a_version_1_database_gains_the_queue_order_and_keeps_its_tasks(tmp_path
         (task,) = store.load_tasks("j")
     assert task.prompt == "a fox" and task.queue_rank is None
     assert user_version(db_path) == schema.SCHEMA_VERSION >= 2
+
+
+def test_version_5_gives_back_the_done_attempts_a_duplicate_verdict_overwrote(
+    tmp_path: Path,
+) -> None:
+    """Task 1's attempt 2 drew its image, then a resent copy of it was recorded over it as a
+    duplicate: repaired, with the task's finish time. Task 2's duplicate is a different
+    attempt from the one that drew its image, and task 3 is not done: both stay as they were."""
+    db_path = tmp_path / "v4.sqlite"
+    conn = sqlite3.connect(db_path)
+    for migration in schema.MIGRATIONS[:4]:
+        migration(conn)
+    conn.execute("PRAGMA user_version = 4")
+    conn.execute(
+        "INSERT INTO jobs (id, name, created_at, updated_at, state, out_dir, naming_template) "
+        "VALUES ('j', 'old', 0, 0, 'finished', '/tmp/out', '{seq}')"
+    )
+    conn.executemany(
+        "INSERT INTO tasks (id, job_id, seq, prompt, planned_path, state, output_path, "
+        "done_attempt, finished_at) VALUES (?, 'j', ?, 'p', ?, ?, ?, ?, ?)",
+        [
+            (1, 1, "1.png", "done", "1.png", 2, 50.0),
+            (2, 2, "2.png", "done", "2.png", 1, 60.0),
+            (3, 3, "3.png", "queued", None, None, None),
+        ],
+    )
+    conn.executemany(
+        "INSERT INTO attempts (task_id, attempt, started_at, ended_at, outcome) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [
+            (1, 1, 10.0, 20.0, "timeout"),
+            (1, 2, 30.0, 90.0, "duplicate"),  # was done at 50.0
+            (2, 1, 40.0, 60.0, "done"),
+            (2, 2, 41.0, 70.0, "duplicate"),  # a real second image, rightly not kept
+            (3, 1, 40.0, 80.0, "duplicate"),
+        ],
+    )
+    conn.commit()
+    conn.close()
+    with Store(db_path):
+        pass
+    assert user_version(db_path) == schema.SCHEMA_VERSION >= 5
+    with contextlib.closing(sqlite3.connect(db_path)) as conn:
+        rows = conn.execute(
+            "SELECT task_id, attempt, ended_at, outcome FROM attempts ORDER BY task_id, attempt"
+        ).fetchall()
+    assert rows == [
+        (1, 1, 20.0, "timeout"),
+        (1, 2, 50.0, "done"),
+        (2, 1, 60.0, "done"),
+        (2, 2, 70.0, "duplicate"),
+        (3, 1, 80.0, "duplicate"),
+    ]
