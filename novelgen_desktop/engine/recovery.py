@@ -330,17 +330,25 @@ def rebuild_job(store: Store, paths: DataPaths, job_id: str) -> JobRecord:
     # Every manifest row is re-read: the snapshot may be older than the manifest.
     job.manifest_offset = 0
     store.create_job(job, tasks)
-    store.apply(
-        [
-            EventLogged(
-                time.time(),
-                "warning",
-                "rebuilt",
-                f"job rebuilt from {snapshot_path.name} after database damage",
-                job_id=job.id,
-            )
-        ]
+    now = time.time()
+    # The attempts' history went with the database; the snapshot still says which attempt
+    # drew each finished image, so every done task keeps its done attempt (what attempt-based
+    # figures, flag reports among them, count), as after `novelgen recover`.
+    ops: list[StoreOp] = [
+        AttemptEnded(task.id, task.done_attempt or 1, task.finished_at or now, "done")
+        for task in tasks
+        if task.state is TaskState.DONE
+    ]
+    ops.append(
+        EventLogged(
+            now,
+            "warning",
+            "rebuilt",
+            f"job rebuilt from {snapshot_path.name} after database damage",
+            job_id=job.id,
+        )
     )
+    store.apply(ops)
     return store.find_job(job.id)
 
 

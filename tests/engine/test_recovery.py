@@ -769,6 +769,14 @@ def test_deleted_database_is_rebuilt_from_snapshots(env: Env) -> None:
         assert report.rebuilt == [env.job.id]
         assert store.load_tasks(env.job.id) == expected
         assert store.find_job(env.job.id).name == env.job.name
+        # The attempts went with the database, but the finished image's attempt is recorded
+        # again from the snapshot: every done task has its done attempt.
+        done = expected[0]
+        assert done.state is TaskState.DONE
+        assert [(a.attempt, a.outcome, a.ended_at) for a in store.load_attempts(done.id)] == [
+            (done.done_attempt, "done", done.finished_at)
+        ]
+        assert all(store.load_attempts(t.id) == [] for t in expected[1:])
     finally:
         store.close()
 

@@ -38,8 +38,9 @@ def assert_job_complete_and_consistent(data_dir: Path, job_id: str, expected_tas
     assert len(tasks) == expected_tasks
     states = Counter(t["state"] for t in tasks)
     assert states == {"done": expected_tasks}, states
-    # No attempt is recorded as done twice (the unique index also forbids it).
-    assert all(count == 1 for _task, count in done_attempts)
+    # Every done task has exactly one done attempt: none lost to a later verdict on the
+    # same attempt, none recorded twice (the unique index also forbids that).
+    assert dict(done_attempts) == {t["id"]: 1 for t in tasks}
 
     # Exactly one image file per task, each the recorded one, each a real image.
     images = sorted(
